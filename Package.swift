@@ -1,0 +1,84 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "kilntally",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kilntallyd", targets: ["kilntallyd"]),
+        .executable(name: "kilntally", targets: ["kilntally"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries, found with pkg-config. Only the thin owners in ModbusKit/MQTTKit import them.
+        .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+
+        // Small syscall shims Swift's Glibc module does not expose (adjtimex).
+        .target(name: "CSysShims"),
+        // Shared value types (Reading, Quality, Event, Unit, Clock) and the one config loader.
+        .target(name: "KilnTallyCore", dependencies: [
+            "CSysShims",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        // Owns modbus_t*: TCP/RTU read-only client, server for the simulator, typed errors.
+        .target(name: "ModbusKit", dependencies: [
+            "CModbus",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Owns struct mosquitto*: connect, TLS, will, publish-with-ack, reconnect.
+        .target(name: "MQTTKit", dependencies: [
+            "CMosquitto",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Buses, devices, channels, decoding and polling.
+        .target(name: "Acquisition", dependencies: [
+            "KilnTallyCore", "ModbusKit",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // File-backed reading store (the skeleton's; issue 4 replaces it with the ring).
+        .target(name: "RingStore", dependencies: [
+            "KilnTallyCore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // MQTT topic tree, payload envelopes, store-and-forward publisher.
+        .target(name: "Uplink", dependencies: [
+            "KilnTallyCore", "MQTTKit", "RingStore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Simulated devices served with libmodbus.
+        .target(name: "Simulator", dependencies: [
+            "KilnTallyCore", "ModbusKit",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Wires the services together.
+        .target(name: "KilnTallyDaemon", dependencies: [
+            "KilnTallyCore", "Acquisition", "RingStore", "Uplink",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "kilntallyd", dependencies: [
+            "KilnTallyDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "kilntally", dependencies: [
+            "KilnTallyDaemon", "Simulator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Test harness: starts real peers (pymodbus, socat, mosquitto) on free ports and stops them by PID.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "KilnTallyCoreTests", dependencies: ["KilnTallyCore"]),
+        .testTarget(name: "ModbusKitTests", dependencies: ["ModbusKit", "TestSupport"]),
+        .testTarget(name: "MQTTKitTests", dependencies: ["MQTTKit", "TestSupport"]),
+        .testTarget(name: "SkeletonTests", dependencies: [
+            "KilnTallyCore", "KilnTallyDaemon", "Simulator", "TestSupport",
+        ]),
+    ]
+)

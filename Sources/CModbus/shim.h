@@ -1,0 +1,4 @@
+#ifndef KILNTALLY_CMODBUS_SHIM_H
+#define KILNTALLY_CMODBUS_SHIM_H
+#include <modbus.h>
+#endif

@@ -1,0 +1,13 @@
+#ifndef KILNTALLY_CSYSSHIMS_H
+#define KILNTALLY_CSYSSHIMS_H
+#include <sys/timex.h>
+
+/// 1 when the kernel considers the system clock synchronized (chrony/timesyncd/ntpd cleared STA_UNSYNC),
+/// 0 when it does not, -1 when adjtimex failed.
+static inline int kt_clock_synchronized(void) {
+    struct timex tx = {0};
+    int state = adjtimex(&tx);
+    if (state < 0) return -1;
+    return (state == TIME_ERROR || (tx.status & STA_UNSYNC)) ? 0 : 1;
+}
+#endif

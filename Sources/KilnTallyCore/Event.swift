@@ -1,0 +1,42 @@
+/// Something notable that happened at the edge: a device going down or coming back, a totalizer reset,
+/// the store dropping old data, the clock losing sync. Events are stored and published on `/events`.
+public struct Event: Sendable, Hashable {
+    public enum Severity: String, Sendable, Codable, CaseIterable { case info, warning, alarm }
+
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        case deviceDown = "device_down"
+        case deviceUp = "device_up"
+        case totalizerReset = "totalizer_reset"
+        case totalizerRollover = "totalizer_rollover"
+        case imbalance
+        case storeDropped = "store_dropped"
+        case storeError = "store_error"
+        case clockUnsynchronized = "clock_unsynchronized"
+        case clockSynchronized = "clock_synchronized"
+        case uplinkDown = "uplink_down"
+        case uplinkUp = "uplink_up"
+        case configReloaded = "config_reloaded"
+    }
+
+    public var kind: Kind
+    public var severity: Severity
+    public var time: UTCInstant
+    /// The device concerned, if any.
+    public var device: DeviceID?
+    /// A human-readable sentence that names the device, bus and call where there is one.
+    public var message: String
+    /// Extra machine-readable facts (e.g. `"call": "modbus_read_registers"`, `"errno": "110"`).
+    public var attributes: [String: String]
+
+    public init(
+        kind: Kind, severity: Severity, time: UTCInstant, device: DeviceID? = nil, message: String,
+        attributes: [String: String] = [:]
+    ) {
+        self.kind = kind
+        self.severity = severity
+        self.time = time
+        self.device = device
+        self.message = message
+        self.attributes = attributes
+    }
+}
