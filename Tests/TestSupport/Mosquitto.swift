@@ -30,12 +30,15 @@ public final class MosquittoBroker: Sendable {
         self.port = port
         directory = dir.path
         configPath = dir.file("\(name).conf")
+        // Started as root, mosquitto drops to the `mosquitto` user and then cannot read the test's private
+        // temporary directory (password files, certificates, persistence): `user root` keeps it as the test user.
         let config = """
             listener \(port) 127.0.0.1
             allow_anonymous \(allowAnonymous)
             log_dest stderr
             log_type all
             persistence false
+            \(getuid() == 0 ? "user root" : "")
             \(extraConfig)
 
             """
