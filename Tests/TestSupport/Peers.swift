@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -87,17 +88,20 @@ public enum FreePort {
 
 /// A real program started by a test: its output goes to a log file, it is stopped by PID (SIGTERM, then SIGKILL),
 /// and it is always stopped when the value goes away, so nothing is left running.
-public final class PeerProcess: @unchecked Sendable {
-    // @unchecked: `process` is only mutated in init; `Process` itself is thread-safe for terminate/isRunning/pid,
-    // and `stopped` is guarded by `lock`.
+///
+/// Spawned with `posix_spawn` rather than Foundation's `Process`: `Process` hands its children a blocked SIGTERM,
+/// so a peer would never see a graceful stop. Here the child starts with an empty signal mask, default signal
+/// dispositions, and its own process group, so `stop()` also reaches whatever a script started.
+public final class PeerProcess: Sendable {
+    private struct State {
+        var exitStatus: Int32?  // set once the child is reaped
+        var stopped = false
+    }
+
     public let name: String
     public let logPath: String
-    private let process: Process
-    private let lock = NSLock()
-    private var stopped = false
-
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    public let pid: Int32
+    private let state = Mutex(State())
 
     /// Starts `executable` with `arguments`; throws PeerError if it cannot be started.
     public init(
@@ -109,34 +113,73 @@ public final class PeerProcess: @unchecked Sendable {
             throw PeerError("\(name): '\(executable)' is not an executable file (did deploy/setup.sh run?)")
         }
         logPath = (logDirectory as NSString).appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        guard let log = FileHandle(forWritingAtPath: logPath) else { throw PeerError("\(name): cannot open \(logPath)") }
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        var argv = [executable] + arguments
+        var path = executable
+        if let workingDirectory {
+            // posix_spawn has no portable chdir: let a shell change directory and exec (same PID).
+            path = "/bin/sh"
+            argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", workingDirectory] + argv
         }
-        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch { throw PeerError("\(name): cannot start \(executable): \(error)") }
+        let env = ProcessInfo.processInfo.environment.merging(environment ?? [:]) { $1 }.map { "\($0.key)=\($0.value)" }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+        var child: pid_t = 0
+        let rc = withCStrings(argv) { cArgv in
+            withCStrings(env) { cEnv in posix_spawn(&child, path, &actions, &attr, cArgv, cEnv) }
+        }
+        guard rc == 0 else { throw PeerError("\(name): posix_spawn \(executable) failed: \(String(cString: strerror(rc)))") }
+        pid = child
     }
 
     /// The peer's output so far (for failure messages).
     public func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// Reaps the child if it has exited; returns its exit status (128 + signal if killed), nil while running.
+    private func reap() -> Int32? {
+        state.withLock { s in
+            if let e = s.exitStatus { return e }
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            guard r == pid else { return nil }
+            let signalled = status & 0x7F
+            s.exitStatus = signalled == 0 ? (status >> 8) & 0xFF : 128 + signalled
+            return s.exitStatus
+        }
+    }
+
+    public var isRunning: Bool { reap() == nil }
+    public var terminationStatus: Int32 { reap() ?? -1 }
+
     /// Waits until `condition` holds, the peer exits, or `timeout` passes. Peers announce readiness only by
-    /// their effects (a listening port, a file), so this polls with a short interval.
+    /// their effects (a listening port, a file, a log line), so this polls with a short interval.
     public func waitUntil(
         _ what: String, timeout: Duration = .seconds(15), _ condition: () -> Bool
     ) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if condition() { return }
-            if !process.isRunning {
-                throw PeerError("\(name) exited (status \(process.terminationStatus)) before \(what):\n\(log())")
+            if let status = reap() {
+                if condition() { return }
+                throw PeerError("\(name) exited (status \(status)) before \(what):\n\(log())")
             }
             try await Task.sleep(for: .milliseconds(25))
         }
@@ -150,44 +193,48 @@ public final class PeerProcess: @unchecked Sendable {
     /// Waits for the process to exit by itself; returns its exit status.
     public func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
+        while true {
+            if let status = reap() { return status }
             if ContinuousClock.now >= deadline { throw PeerError("\(name) did not exit within \(timeout):\n\(log())") }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return process.terminationStatus
     }
 
-    public var terminationStatus: Int32 { process.terminationStatus }
-
-    /// Sends a signal to the peer by PID.
+    /// Sends a signal to the peer (not its group).
     public func signal(_ sig: Int32) {
-        if process.isRunning { kill(process.processIdentifier, sig) }
+        if isRunning { kill(pid, sig) }
     }
 
-    /// SIGTERM, wait up to `grace`, then SIGKILL; reaps the process.
+    /// SIGTERM to the peer's process group, wait up to `grace`, then SIGKILL to the group; reaps the peer.
     public func stop(grace: Duration = .seconds(3)) {
-        let shouldStop = lock.withLock { () -> Bool in
-            defer { stopped = true }
-            return !stopped
+        let first = state.withLock { s -> Bool in
+            defer { s.stopped = true }
+            return !s.stopped
         }
-        guard shouldStop, process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        guard first else { return }
+        guard isRunning else {
+            kill(-pid, SIGKILL)  // anything the peer left behind in its group
+            return
+        }
+        kill(-pid, SIGTERM)
         let deadline = ContinuousClock.now + grace
-        while process.isRunning && ContinuousClock.now < deadline { usleep(10_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        while isRunning && ContinuousClock.now < deadline { usleep(5_000) }
+        killHard()
     }
 
-    /// SIGKILL at once (e.g. to make a broker publish a client's will).
+    /// SIGKILL to the peer's group at once (e.g. to make a broker publish a client's will); reaps the peer.
     public func killHard() {
-        lock.withLock { stopped = true }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        state.withLock { $0.stopped = true }
+        kill(-pid, SIGKILL)
+        while isRunning { usleep(2_000) }
     }
 
     deinit { stop(grace: .milliseconds(500)) }
+}
+
+/// Runs `body` with a NULL-terminated C array of the strings.
+private func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
