@@ -69,6 +69,7 @@ let package = Package(
         ]),
         .executableTarget(name: "kilntally", dependencies: [
             "KilnTallyDaemon", "Simulator",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -76,7 +77,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "KilnTallyCoreTests", dependencies: ["KilnTallyCore"]),
         .testTarget(name: "ModbusKitTests", dependencies: ["ModbusKit", "TestSupport"]),
-        .testTarget(name: "MQTTKitTests", dependencies: ["MQTTKit", "TestSupport"]),
+        .testTarget(name: "MQTTKitTests", dependencies: ["MQTTKit", "TestSupport", "MQTTWillClient"]),
+        .executableTarget(name: "MQTTWillClient", dependencies: ["MQTTKit", .product(name: "Logging", package: "swift-log")], path: "Tests/MQTTWillClient"),
+        .testTarget(name: "AcquisitionTests", dependencies: ["Acquisition", "KilnTallyCore"]),
+        .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore"]),
         .testTarget(name: "SkeletonTests", dependencies: [
             "KilnTallyCore", "KilnTallyDaemon", "Simulator", "TestSupport",
         ]),

@@ -99,3 +99,10 @@ public struct Reading: Sendable, Hashable {
         self.raw = raw
     }
 }
+
+/// Names that appear in topics, file names and logs (sites, nodes, buses, devices, channels): `[A-Za-z0-9_-]+`.
+public func isPlainName(_ s: String) -> Bool {
+    !s.isEmpty && s.utf8.allSatisfy {
+        ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95
+    }
+}

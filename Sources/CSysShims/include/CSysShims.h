@@ -2,6 +2,11 @@
 #define KILNTALLY_CSYSSHIMS_H
 #include <sys/timex.h>
 
+/// Names the calling thread (Linux keeps the first 15 bytes); shows in `top -H` and core dumps.
+/// Defined in shims.c, which is compiled with _GNU_SOURCE (this header must not set it: it would change how
+/// glibc's headers parse inside the Clang module Swift imports).
+void kt_set_thread_name(const char *name);
+
 /// 1 when the kernel considers the system clock synchronized (chrony/timesyncd/ntpd cleared STA_UNSYNC),
 /// 0 when it does not, -1 when adjtimex failed.
 static inline int kt_clock_synchronized(void) {

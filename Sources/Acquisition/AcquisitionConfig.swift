@@ -1,0 +1,151 @@
+import KilnTallyCore
+import ModbusKit
+
+/// A configured bus: one serial line or one TCP endpoint, polled by one executor.
+public struct BusConfig: Sendable, Hashable {
+    public var name: String
+    public var transport: ModbusTransport
+    public var timeouts: ModbusTimeouts
+}
+
+public struct ChannelConfig: Sendable, Hashable {
+    public var id: ChannelID
+    public var table: RegisterTable
+    public var address: Int
+    public var type: ValueType
+    public var wordOrder: WordOrder
+    public var scale: Double
+    public var offset: Double
+    public var unit: Unit?
+}
+
+public struct DeviceConfig: Sendable, Hashable {
+    public var id: DeviceID
+    public var bus: String
+    public var unitID: UInt8
+    public var pollInterval: Duration
+    public var channels: [ChannelConfig]
+}
+
+public struct AcquisitionConfig: Sendable, Hashable {
+    public var buses: [BusConfig]
+    public var devices: [DeviceConfig]
+
+    public func devices(on bus: String) -> [DeviceConfig] { devices.filter { $0.bus == bus } }
+}
+
+extension AcquisitionConfig {
+    /// The `[[bus]]` and `[[device]]` sections this module registers with the core config loader.
+    public static var configSections: [ConfigKey] {
+        [
+            ConfigKey("bus", .arrayOfTables(ConfigTable([
+                ConfigKey("name", .string, required: true, doc: "Name of the bus, used by devices and in every log line and error; [A-Za-z0-9_-]."),
+                ConfigKey("kind", .oneOf(["tcp", "rtu"]), required: true, doc: "`tcp` for Modbus TCP, `rtu` for Modbus RTU on a serial line."),
+                ConfigKey("host", .string, doc: "TCP: host name or IP address of the device or gateway (required for kind = \"tcp\")."),
+                ConfigKey("port", .integer(min: 1, max: 65535), default: .integer(502), doc: "TCP: port."),
+                ConfigKey("device", .string, doc: "RTU: serial device path, e.g. /dev/ttyUSB0 (required for kind = \"rtu\")."),
+                ConfigKey("baud", .integer(min: 300, max: 1_000_000), default: .integer(9600), doc: "RTU: baud rate."),
+                ConfigKey("parity", .oneOf(["none", "even", "odd"]), default: .string("even"), doc: "RTU: parity (Modbus' default framing is 8E1)."),
+                ConfigKey("data_bits", .integer(min: 7, max: 8), default: .integer(8), doc: "RTU: data bits."),
+                ConfigKey("stop_bits", .integer(min: 1, max: 2), default: .integer(1), doc: "RTU: stop bits."),
+                ConfigKey("response_timeout", .duration, default: .string("500ms"), doc: "How long to wait for the start of a response before the request counts as timed out."),
+                ConfigKey("byte_timeout", .duration, doc: "Longest gap allowed between bytes of one response; libmodbus' default (500 ms) when absent."),
+            ])), doc: "Modbus buses: one per serial line or TCP endpoint. Each bus is polled by its own thread."),
+            ConfigKey("device", .arrayOfTables(ConfigTable([
+                ConfigKey("name", .string, required: true, doc: "Device name as it appears in readings, topics and logs; [A-Za-z0-9_-]."),
+                ConfigKey("bus", .string, required: true, doc: "Name of the `[[bus]]` the device is on."),
+                ConfigKey("unit_id", .integer(min: 0, max: 255), default: .integer(1), doc: "Modbus unit (slave) id."),
+                ConfigKey("poll_interval", .duration, default: .string("1s"), doc: "How often the device is read."),
+                ConfigKey("channel", .arrayOfTables(ConfigTable([
+                    ConfigKey("name", .string, required: true, doc: "Channel name, unique within the device; [A-Za-z0-9_-]."),
+                    ConfigKey("table", .oneOf(RegisterTable.allCases.map(\.rawValue)), required: true, doc: "Modbus table: coil, discrete (input), holding (register) or input (register)."),
+                    ConfigKey("address", .integer(min: 0, max: 65535), required: true, doc: "0-based protocol address of the first register or bit (holding register 40001 is address 0)."),
+                    ConfigKey("type", .oneOf(ValueType.allCases.map(\.rawValue)), doc: "Value type; bool for coils and discrete inputs (the default there), uint16 by default for registers."),
+                    ConfigKey("word_order", .oneOf(WordOrder.allCases.map(\.rawValue)), default: .string("ABCD"), doc: "Byte/word order of multi-register values: ABCD (high word first), CDAB (word swap), BADC (byte swap), DCBA (both)."),
+                    ConfigKey("scale", .float(), default: .float(1), doc: "Multiplier applied to the decoded value."),
+                    ConfigKey("offset", .float(), default: .float(0), doc: "Added to the value after scaling."),
+                    ConfigKey("unit", .oneOf(Unit.allCases.map(\.rawValue)), doc: "Engineering unit of the scaled value (closed set)."),
+                ])), required: true, doc: "The values read from the device."),
+            ])), doc: "Modbus devices and the channels read from each."),
+        ]
+    }
+
+    /// Builds the acquisition config from a validated document; semantic errors go to the reader's diagnostics.
+    public static func decode(_ root: ConfigReader) -> AcquisitionConfig {
+        var buses: [BusConfig] = []
+        var busNames = Set<String>()
+        for bus in root.tables("bus") {
+            let name = bus.string("name") ?? ""
+            if !isPlainName(name) { bus.error("name", "must be non-empty and use only A-Z a-z 0-9 _ -") }
+            if !busNames.insert(name).inserted { bus.error("name", "bus '\(name)' is defined more than once") }
+            let transport: ModbusTransport
+            switch bus.string("kind") {
+            case "rtu":
+                guard let device = bus.string("device") else {
+                    bus.error(nil, "an rtu bus needs `device` (the serial port, e.g. /dev/ttyUSB0)")
+                    continue
+                }
+                let parity: ModbusParity = switch bus.string("parity") {
+                case "none": .none
+                case "odd": .odd
+                default: .even
+                }
+                transport = .rtu(device: device, baud: Int(bus.int("baud") ?? 9600), parity: parity,
+                                 dataBits: Int(bus.int("data_bits") ?? 8), stopBits: Int(bus.int("stop_bits") ?? 1))
+            default:
+                guard let host = bus.string("host"), !host.isEmpty else {
+                    bus.error(nil, "a tcp bus needs `host`")
+                    continue
+                }
+                transport = .tcp(host: host, port: Int(bus.int("port") ?? 502))
+            }
+            let timeouts = ModbusTimeouts(response: bus.duration("response_timeout") ?? .milliseconds(500),
+                                          byte: bus.duration("byte_timeout"))
+            buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts))
+        }
+
+        var devices: [DeviceConfig] = []
+        var deviceNames = Set<String>()
+        for dev in root.tables("device") {
+            let name = dev.string("name") ?? ""
+            if !isPlainName(name) { dev.error("name", "must be non-empty and use only A-Z a-z 0-9 _ -") }
+            if !deviceNames.insert(name).inserted { dev.error("name", "device '\(name)' is defined more than once") }
+            let bus = dev.string("bus") ?? ""
+            if !busNames.contains(bus) {
+                dev.error("bus", "no [[bus]] named '\(bus)'" + (busNames.isEmpty ? " (no buses are defined)" : "; defined: \(busNames.sorted().joined(separator: ", "))"))
+            }
+            var channels: [ChannelConfig] = []
+            var channelNames = Set<String>()
+            for ch in dev.tables("channel") {
+                let cname = ch.string("name") ?? ""
+                if !isPlainName(cname) { ch.error("name", "must be non-empty and use only A-Z a-z 0-9 _ -") }
+                if !channelNames.insert(cname).inserted { ch.error("name", "channel '\(cname)' is defined more than once in device '\(name)'") }
+                let table = RegisterTable(rawValue: ch.string("table") ?? "") ?? .holding
+                let type: ValueType
+                if let t = ch.string("type").flatMap(ValueType.init(rawValue:)) {
+                    type = t
+                } else {
+                    type = table.isBitTable ? .bool : .uint16
+                }
+                if table.isBitTable && type != .bool {
+                    ch.error("type", "a \(table.rawValue) is a single bit: type must be bool")
+                } else if !table.isBitTable && type == .bool {
+                    ch.error("type", "bool is for coils and discrete inputs; for a bit of a register use an integer type")
+                }
+                let address = Int(ch.int("address") ?? 0)
+                if address + type.registerCount > 65536 {
+                    ch.error("address", "\(type.rawValue) at address \(address) runs past the last address 65535")
+                }
+                channels.append(ChannelConfig(
+                    id: ChannelID(cname), table: table, address: address, type: type,
+                    wordOrder: WordOrder(rawValue: ch.string("word_order") ?? "ABCD") ?? .abcd,
+                    scale: ch.double("scale") ?? 1, offset: ch.double("offset") ?? 0,
+                    unit: ch.string("unit").flatMap(Unit.init(rawValue:))))
+            }
+            devices.append(DeviceConfig(
+                id: DeviceID(name), bus: bus, unitID: UInt8(clamping: dev.int("unit_id") ?? 1),
+                pollInterval: dev.duration("poll_interval") ?? .seconds(1), channels: channels))
+        }
+        return AcquisitionConfig(buses: buses, devices: devices)
+    }
+}

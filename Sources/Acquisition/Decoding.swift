@@ -1,0 +1,72 @@
+import KilnTallyCore
+
+/// Which Modbus table a channel reads.
+public enum RegisterTable: String, Sendable, CaseIterable {
+    case coil, discrete, holding, input
+    public var isBitTable: Bool { self == .coil || self == .discrete }
+}
+
+/// How a channel's registers are decoded.
+public enum ValueType: String, Sendable, CaseIterable {
+    case bool, int16, uint16, int32, uint32, int64, uint64, float32, float64
+
+    /// Registers (or bits, for bool) a value of this type occupies.
+    public var registerCount: Int {
+        switch self {
+        case .bool, .int16, .uint16: 1
+        case .int32, .uint32, .float32: 2
+        case .int64, .uint64, .float64: 4
+        }
+    }
+}
+
+/// Byte and word order of multi-register values, named by where the bytes of the big-endian value `ABCD`
+/// (32-bit) end up on the wire. The same four names apply to 64-bit values:
+/// `ABCD` high word first, bytes big-endian (Modbus' "natural" order) · `CDAB` low word first (word swap) ·
+/// `BADC` high word first, bytes swapped in each word · `DCBA` low word first and bytes swapped (fully little-endian).
+public enum WordOrder: String, Sendable, CaseIterable {
+    case abcd = "ABCD", cdab = "CDAB", badc = "BADC", dcba = "DCBA"
+
+    var wordsReversed: Bool { self == .cdab || self == .dcba }
+    var bytesSwapped: Bool { self == .badc || self == .dcba }
+}
+
+/// Pure decoding of register words into values. Small functions by width, as in Telegraf's type conversions.
+public enum RegisterDecoder {
+    /// The registers as one big-endian unsigned integer of 16 × n bits, after undoing the word order.
+    public static func combine(_ regs: ArraySlice<UInt16>, order: WordOrder) -> UInt64 {
+        var words = Array(regs)
+        if order.wordsReversed { words.reverse() }
+        var v: UInt64 = 0
+        for w in words {
+            let word = order.bytesSwapped ? w.byteSwapped : w
+            v = v << 16 | UInt64(word)
+        }
+        return v
+    }
+
+    /// Decodes `type` from `regs` (exactly `type.registerCount` words).
+    public static func decode(_ regs: ArraySlice<UInt16>, as type: ValueType, order: WordOrder) -> ReadingValue {
+        precondition(regs.count == type.registerCount, "decode \(type) needs \(type.registerCount) registers, got \(regs.count)")
+        switch type {
+        case .bool: return .bool(regs.first! != 0)
+        case .int16: return .int(Int64(Int16(bitPattern: order.bytesSwapped ? regs.first!.byteSwapped : regs.first!)))
+        case .uint16: return .uint(UInt64(order.bytesSwapped ? regs.first!.byteSwapped : regs.first!))
+        case .int32: return .int(Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: combine(regs, order: order)))))
+        case .uint32: return .uint(combine(regs, order: order))
+        case .int64: return .int(Int64(bitPattern: combine(regs, order: order)))
+        case .uint64: return .uint(combine(regs, order: order))
+        case .float32: return .double(Double(Float(bitPattern: UInt32(truncatingIfNeeded: combine(regs, order: order)))))
+        case .float64: return .double(Double(bitPattern: combine(regs, order: order)))
+        }
+    }
+
+    /// Applies `value × scale + offset`. Integers stay exact when scale is 1 and offset 0.
+    public static func scaled(_ value: ReadingValue, scale: Double, offset: Double) -> ReadingValue {
+        if scale == 1, offset == 0 { return value }
+        switch value {
+        case .bool, .string, .none: return value
+        case .int, .uint, .double: return .double(value.doubleValue! * scale + offset)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+/// A small, allocation-light JSON writer for payloads whose shape the code controls (readings batches, status).
+/// It writes keys in the order given, so output is deterministic.
+public struct JSONWriter: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    private var needsComma: [Bool] = [false]
+
+    public init(reservingCapacity n: Int = 256) { bytes.reserveCapacity(n) }
+
+    public var string: String { String(decoding: bytes, as: UTF8.self) }
+
+    private mutating func separator() {
+        if needsComma[needsComma.count - 1] { bytes.append(UInt8(ascii: ",")) }
+        needsComma[needsComma.count - 1] = true
+    }
+
+    public mutating func beginObject() { separator(); bytes.append(UInt8(ascii: "{")); needsComma.append(false) }
+    public mutating func endObject() { needsComma.removeLast(); bytes.append(UInt8(ascii: "}")) }
+    public mutating func beginArray() { separator(); bytes.append(UInt8(ascii: "[")); needsComma.append(false) }
+    public mutating func endArray() { needsComma.removeLast(); bytes.append(UInt8(ascii: "]")) }
+
+    /// Writes `"key":` — the value that follows must not write a separator of its own.
+    public mutating func key(_ k: String) {
+        separator()
+        appendQuoted(k)
+        bytes.append(UInt8(ascii: ":"))
+        needsComma[needsComma.count - 1] = false
+    }
+
+    public mutating func value(_ s: String) { separator(); appendQuoted(s) }
+    public mutating func value(_ i: Int64) { separator(); bytes.append(contentsOf: String(i).utf8) }
+    public mutating func value(_ u: UInt64) { separator(); bytes.append(contentsOf: String(u).utf8) }
+    public mutating func value(_ i: Int) { value(Int64(i)) }
+    public mutating func value(_ b: Bool) { separator(); bytes.append(contentsOf: (b ? "true" : "false").utf8) }
+    public mutating func null() { separator(); bytes.append(contentsOf: "null".utf8) }
+    /// Finite doubles in their shortest round-trip form; NaN and infinities (not JSON) as null.
+    public mutating func value(_ d: Double) {
+        guard d.isFinite else { null(); return }
+        separator()
+        if d == d.rounded(), abs(d) < 1e15 {
+            bytes.append(contentsOf: String(Int64(d)).utf8)
+        } else {
+            bytes.append(contentsOf: d.description.utf8)
+        }
+    }
+
+    public mutating func field(_ k: String, _ v: String) { key(k); value(v) }
+    public mutating func field(_ k: String, _ v: Int64) { key(k); value(v) }
+    public mutating func field(_ k: String, _ v: UInt64) { key(k); value(v) }
+    public mutating func field(_ k: String, _ v: Int) { key(k); value(v) }
+    public mutating func field(_ k: String, _ v: Bool) { key(k); value(v) }
+    public mutating func field(_ k: String, _ v: Double) { key(k); value(v) }
+
+    private mutating func appendQuoted(_ s: String) {
+        bytes.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): bytes.append(contentsOf: [92, 34])
+            case UInt8(ascii: "\\"): bytes.append(contentsOf: [92, 92])
+            case 0x0A: bytes.append(contentsOf: [92, UInt8(ascii: "n")])
+            case 0x0D: bytes.append(contentsOf: [92, UInt8(ascii: "r")])
+            case 0x09: bytes.append(contentsOf: [92, UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 15)]])
+            default: bytes.append(b)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}

@@ -1,0 +1,55 @@
+import Acquisition
+import KilnTallyCore
+import Logging
+import Uplink
+
+/// The whole daemon configuration: every module's section, checked in one pass by the core loader.
+public struct KilnTallyConfiguration: Sendable {
+    public var file: String
+    /// Identifies the exact config text in force (in the status message, and later in every report).
+    public var contentHash: String
+    public var logLevel: Logger.Level
+    public var acquisition: AcquisitionConfig
+    public var uplink: UplinkConfig
+
+    /// Every section every module registers.
+    public static var schema: ConfigSchema {
+        var schema = ConfigSchema()
+        schema.register(ConfigKey("log", .table(ConfigTable([
+            ConfigKey("level", .oneOf(Logger.Level.allCases.map(\.rawValue)), default: .string("info"),
+                      doc: "Least severe log level written (trace, debug, info, notice, warning, error, critical)."),
+        ])), doc: "Logging of the daemon (to standard error, which systemd sends to the journal)."))
+        for section in UplinkConfig.configSections { schema.register(section) }
+        for section in AcquisitionConfig.configSections { schema.register(section) }
+        return schema
+    }
+
+    /// Loads, validates and decodes `path`; every problem found is in the thrown `ConfigErrors`.
+    public static func load(file path: String) throws(ConfigErrors) -> KilnTallyConfiguration {
+        let document = try ConfigLoader(schema: schema).load(file: path)
+        return try decode(document)
+    }
+
+    public static func load(text: String, file: String) throws(ConfigErrors) -> KilnTallyConfiguration {
+        let document = try ConfigLoader(schema: schema).load(text: text, file: file)
+        return try decode(document)
+    }
+
+    static func decode(_ document: ConfigDocument) throws(ConfigErrors) -> KilnTallyConfiguration {
+        let diagnostics = ConfigDiagnostics(document: document)
+        let root = ConfigReader(document: document, diagnostics: diagnostics)
+        let acquisition = AcquisitionConfig.decode(root)
+        let uplink = UplinkConfig.decode(root)
+        if acquisition.devices.isEmpty {
+            root.error("device", "no [[device]] is configured: there is nothing to poll")
+        }
+        let level = root.table("log")?.string("level").flatMap(Logger.Level.init(rawValue:)) ?? .info
+        try diagnostics.finish()
+        guard let uplink else {
+            // decode returns nil only when a required table is missing, which the loader already reported.
+            throw ConfigErrors(diagnostics: diagnostics.all)
+        }
+        return KilnTallyConfiguration(file: document.file, contentHash: document.contentHash, logLevel: level,
+                                      acquisition: acquisition, uplink: uplink)
+    }
+}

@@ -1,0 +1,99 @@
+import Acquisition
+import KilnTallyCore
+import Logging
+import ModbusKit
+import RingStore
+import ServiceLifecycle
+import Uplink
+
+/// Polls every bus and appends what it reads to the store. One `BusPoller` (one thread) per bus.
+struct AcquisitionService: Service {
+    let pollers: [BusPoller]
+    let store: ReadingLog
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                for poller in pollers {
+                    group.addTask {
+                        await poller.run(
+                            deliver: { readings in
+                                do {
+                                    try await store.append(readings)
+                                } catch {
+                                    // Issue 4 adds the bounded in-memory queue that carries readings over a full disk.
+                                    logger.error("readings not stored: \(error)", metadata: ["bus": "\(poller.bus.name)"])
+                                }
+                            },
+                            event: { event in
+                                logger.notice("event \(event.kind.rawValue): \(event.message)")
+                            })
+                    }
+                }
+            }
+        }
+        logger.info("acquisition stopped")
+    }
+}
+
+/// Publishes status and readings to the hub until shutdown, then says `offline`.
+struct UplinkService: Service {
+    let uplink: Uplink
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await uplink.run() }
+    }
+}
+
+/// Builds and runs the daemon. The `@main` executable only parses arguments and calls this; tests call it too.
+public enum Daemon {
+    public struct Options: Sendable {
+        public var stateDirectory: String
+        public var clock: any WallClock
+        public init(stateDirectory: String = DefaultPaths.stateDirectory, clock: any WallClock = SystemClock()) {
+            self.stateDirectory = stateDirectory
+            self.clock = clock
+        }
+    }
+
+    /// Opens the store, then runs acquisition and uplink as services until SIGTERM/SIGINT.
+    public static func run(configuration: KilnTallyConfiguration, options: Options, logger: Logger) async throws {
+        logger.info("kilntallyd \(KilnTallyVersion.current) starting", metadata: [
+            "config": "\(configuration.file)", "config_hash": "\(configuration.contentHash)",
+            "state_dir": "\(options.stateDirectory)",
+        ])
+        // The store opens before any service runs: services start all at once and must find it ready.
+        let store = try await ReadingLog(directory: options.stateDirectory + "/readings", logger: logger)
+
+        var pollers: [BusPoller] = []
+        for bus in configuration.acquisition.buses {
+            do {
+                pollers.append(try BusPoller(bus: bus, devices: configuration.acquisition.devices(on: bus.name),
+                                             clock: options.clock, logger: logger))
+            } catch {
+                logger.error("bus \(bus.name) cannot be set up and is not polled: \(error)")
+            }
+        }
+        let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,
+                                       startedAt: options.clock.now())
+        let uplink = Uplink(config: configuration.uplink, store: store, info: info, clock: options.clock, logger: logger)
+
+        // Started in this order, stopped in reverse: polling stops first, then the uplink says offline.
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: UplinkService(uplink: uplink), serviceName: "uplink"),
+                .init(service: AcquisitionService(pollers: pollers, store: store, logger: logger), serviceName: "acquisition"),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
+        logger.info("kilntallyd stopped")
+    }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import KilnTallyCore
+import KilnTallyDaemon
+import Logging
+import ServiceLifecycle
+import Simulator
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct KilnTally: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kilntally",
+        abstract: "kilntally command-line tool.",
+        version: KilnTallyVersion.current,
+        subcommands: [ConfigCommand.self, Simulate.self])
+}
+
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config", abstract: "Check or describe the configuration.",
+        subcommands: [Check.self, Keys.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a configuration file: prints every error (file:line: key.path: message) and exits 78, or 0 when valid.")
+
+        @Option(help: "Configuration file.")
+        var config: String = DefaultPaths.config
+
+        func run() async throws {
+            do {
+                let c = try KilnTallyConfiguration.load(file: config)
+                print("\(config): ok (\(c.acquisition.buses.count) bus(es), \(c.acquisition.devices.count) device(s), "
+                      + "\(c.acquisition.devices.reduce(0) { $0 + $1.channels.count }) channel(s); config hash \(c.contentHash))")
+            } catch {
+                var stderr = StandardError()
+                print(error.description, to: &stderr)
+                print("\(config): \(error.diagnostics.count) error(s)", to: &stderr)
+                throw ExitCode(KilnTallyExit.configError.rawValue)
+            }
+        }
+    }
+
+    struct Keys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the reference of every configuration key (Markdown).")
+        func run() async throws {
+            print(KilnTallyConfiguration.schema.markdownReference())
+        }
+    }
+}
+
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve a simulated belt-scale integrator (BW500-style registers) over Modbus TCP.")
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free port and prints it).")
+    var listen: String = "127.0.0.1:1502"
+
+    @Option(help: "Mean feed rate in t/h.")
+    var meanRate: Double = 30
+
+    @Option(help: "Stop after this many seconds (default: run until SIGTERM/SIGINT).")
+    var duration: Double?
+
+    @Flag(help: "Print the daemon config ([[bus]] and [[device]]) that reads a simulator at --listen, and exit.")
+    var printConfig = false
+
+    func run() async throws {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (0...65535).contains(port) else {
+            throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:1502")
+        }
+        let host = String(listen[..<colon])
+        if printConfig {
+            print(BeltScaleSimulator.exampleDeviceConfig(host: host, port: port))
+            return
+        }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = .info
+            return h
+        }
+        let logger = Logger(label: "kilntally-simulate")
+        var parameters = BeltScaleSimulator.Parameters()
+        parameters.meanRate = meanRate
+        let simulator = try BeltScaleSimulator(host: host, port: port, parameters: parameters, logger: logger)
+        let bound = try simulator.start()
+        print("simulating belt scale on \(host):\(bound)")
+        fflush(nil)  // flush stdout so a parent reading the pipe sees the line now
+        let group = ServiceGroup(configuration: .init(
+            services: [SimulatorService(simulator: simulator, duration: duration)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        simulator.stop()
+    }
+}
+
+struct SimulatorService: Service {
+    let simulator: BeltScaleSimulator
+    let duration: Double?
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            if let duration {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await simulator.run() }
+                    group.addTask { try? await Task.sleep(for: .seconds(duration)) }
+                    await group.next()
+                    group.cancelAll()
+                }
+            } else {
+                await simulator.run()
+            }
+        }
+    }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var s = string
+        s.withUTF8 { buf in _ = Glibc.write(2, buf.baseAddress, buf.count) }
+    }
+}

@@ -1,0 +1,56 @@
+import ArgumentParser
+import KilnTallyCore
+import KilnTallyDaemon
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct KilnTallyd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kilntallyd",
+        abstract: "kilntally edge daemon: polls Modbus devices, stores every reading, publishes to the hub over MQTT.",
+        version: KilnTallyVersion.current)
+
+    @Option(help: "Configuration file.")
+    var config: String = DefaultPaths.config
+
+    @Option(name: .customLong("state-dir"), help: "State directory (readings/, ledger/, tally/).")
+    var stateDir: String = DefaultPaths.stateDirectory
+
+    @Option(name: .customLong("log-level"), help: "Overrides [log] level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String?
+
+    func run() async throws {
+        let configuration: KilnTallyConfiguration
+        do {
+            configuration = try KilnTallyConfiguration.load(file: config)
+        } catch {
+            var stderr = StandardError()
+            print(error.description, to: &stderr)
+            print("kilntallyd: configuration has \(error.diagnostics.count) error(s); not starting", to: &stderr)
+            throw ExitCode(KilnTallyExit.configError.rawValue)
+        }
+        let level = logLevel.flatMap(Logger.Level.init(rawValue:)) ?? configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "kilntallyd")
+        do {
+            try await Daemon.run(configuration: configuration, options: .init(stateDirectory: stateDir), logger: logger)
+        } catch {
+            logger.critical("kilntallyd failed: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        var s = string
+        s.withUTF8 { buf in _ = Glibc.write(2, buf.baseAddress, buf.count) }
+    }
+}

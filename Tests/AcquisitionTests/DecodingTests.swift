@@ -1,0 +1,57 @@
+import Acquisition
+import KilnTallyCore
+import Testing
+
+@Suite("Register decoding")
+struct DecodingTests {
+    // 0x12345678 sent in each 32-bit order, as the two registers on the wire.
+    @Test("uint32 in every word order", arguments: [
+        (WordOrder.abcd, [UInt16(0x1234), 0x5678]),
+        (.cdab, [0x5678, 0x1234]),
+        (.badc, [0x3412, 0x7856]),
+        (.dcba, [0x7856, 0x3412]),
+    ])
+    func uint32(order: WordOrder, regs: [UInt16]) {
+        #expect(RegisterDecoder.decode(regs[...], as: .uint32, order: order) == .uint(0x1234_5678))
+    }
+
+    @Test("float32 123.456 in every word order", arguments: WordOrder.allCases)
+    func float32(order: WordOrder) {
+        let bits = Float(123.456).bitPattern
+        var words = [UInt16(bits >> 16), UInt16(bits & 0xFFFF)]
+        if order == .cdab || order == .dcba { words.reverse() }
+        if order == .badc || order == .dcba { words = words.map(\.byteSwapped) }
+        #expect(RegisterDecoder.decode(words[...], as: .float32, order: order) == .double(Double(Float(123.456))))
+    }
+
+    @Test("64-bit values: ABCD is high word first, CDAB low word first", arguments: [
+        (WordOrder.abcd, [UInt16(0x0102), 0x0304, 0x0506, 0x0708]),
+        (.cdab, [0x0708, 0x0506, 0x0304, 0x0102]),
+        (.badc, [0x0201, 0x0403, 0x0605, 0x0807]),
+        (.dcba, [0x0807, 0x0605, 0x0403, 0x0201]),
+    ])
+    func uint64(order: WordOrder, regs: [UInt16]) {
+        #expect(RegisterDecoder.decode(regs[...], as: .uint64, order: order) == .uint(0x0102_0304_0506_0708))
+    }
+
+    @Test func signedValues() {
+        #expect(RegisterDecoder.decode([0xFFFF][...], as: .int16, order: .abcd) == .int(-1))
+        #expect(RegisterDecoder.decode([0xFFFF, 0xFFFE][...], as: .int32, order: .abcd) == .int(-2))
+        #expect(RegisterDecoder.decode([0xFFFE, 0xFFFF][...], as: .int32, order: .cdab) == .int(-2))
+        #expect(RegisterDecoder.decode([0x8000][...], as: .int16, order: .abcd) == .int(-32768))
+    }
+
+    @Test func float64() {
+        let bits = (1234567.891).bitPattern
+        let regs = (0..<4).map { UInt16(truncatingIfNeeded: bits >> (48 - 16 * UInt64($0))) }
+        #expect(RegisterDecoder.decode(regs[...], as: .float64, order: .abcd) == .double(1234567.891))
+    }
+
+    @Test("scaling keeps integers exact when it is the identity")
+    func scaling() {
+        #expect(RegisterDecoder.scaled(.uint(7345), scale: 1, offset: 0) == .uint(7345))
+        #expect(RegisterDecoder.scaled(.uint(7345), scale: 0.001, offset: 0) == .double(7345 * 0.001))
+        #expect(RegisterDecoder.scaled(.int(-10), scale: 2, offset: 1) == .double(-19))
+        #expect(RegisterDecoder.scaled(.bool(true), scale: 2, offset: 1) == .bool(true))
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Simulator
+import TestSupport
+import Testing
+
+/// The daemon meets a broker that is down, refuses it, or a TLS file that is not there: it says so and keeps
+/// polling and storing; nothing stored is lost.
+@Suite("Daemon under bad input", .serialized)
+struct BadInputTests {
+    func config(brokerPort: Int, simulatorPort: Int, mqttExtra: String = "") -> String {
+        """
+        [node]
+        site = "plant-a"
+        name = "kiln1"
+
+        [mqtt]
+        host = "127.0.0.1"
+        port = \(brokerPort)
+        keep_alive = "5s"
+        reconnect_min = "50ms"
+        reconnect_max = "300ms"
+        \(mqttExtra)
+
+        [uplink]
+        batch_interval = "100ms"
+        batch_size = 50
+
+        """ + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "100ms")
+    }
+
+    func startSimulator(in dir: TemporaryDirectory) async throws -> (PeerProcess, Int) {
+        let port = try FreePort.allocate()
+        let sim = try PeerProcess(name: "simulator", executable: try RepoPaths.builtProduct("kilntally"),
+                                  arguments: ["simulate", "--listen", "127.0.0.1:\(port)"], logDirectory: dir.path)
+        try await sim.waitForPort(port)
+        return (sim, port)
+    }
+
+    func storeSize(_ stateDir: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: stateDir + "/readings/readings.log"))?[.size] as? Int) ?? 0
+    }
+
+    @Test("broker down at start: readings are stored, and delivered from the first one when the broker comes")
+    func brokerDownThenUp() async throws {
+        let dir = try TemporaryDirectory()
+        let (sim, simPort) = try await startSimulator(in: dir)
+        defer { sim.stop() }
+        let persistence = "persistence true\npersistence_location \(dir.path)/\n"
+
+        // The hub's ingester: a persistent session (fixed id, clean session off, QoS 1), as ARCHITECTURE.md asks.
+        var broker = try await MosquittoBroker.start(in: dir, extraConfig: persistence)
+        let brokerPort = broker.port
+        var hub = try await MosquittoSubscriber(in: dir, name: "hub-1", port: brokerPort, topic: "kilntally/#",
+                                                extraArguments: ["-c", "-i", "hub-ingester"])
+        try await hub.waitUntilSubscribed(broker: broker, topic: "kilntally/#")
+        hub.stop()
+        broker.stop()
+
+        let path = dir.file("kilntally.toml")
+        try config(brokerPort: brokerPort, simulatorPort: simPort).write(toFile: path, atomically: true, encoding: .utf8)
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", path, "--state-dir", dir.file("state"), "--log-level", "debug"],
+                                     logDirectory: dir.path)
+        defer { daemon.stop() }
+        // Readings pile up on disk while the broker is away.
+        try await daemon.waitUntil("readings stored while the broker is down", timeout: .seconds(20)) {
+            storeSize(dir.file("state")) > 4000
+        }
+        #expect(daemon.isRunning)
+
+        broker = try await MosquittoBroker.start(in: dir, name: "mosquitto-2", port: brokerPort, extraConfig: persistence)
+        defer { broker.stop() }
+        hub = try await MosquittoSubscriber(in: dir, name: "hub-2", port: brokerPort, topic: "kilntally/#",
+                                            extraArguments: ["-c", "-i", "hub-ingester"])
+        defer { hub.stop() }
+        let batches = try await hub.waitForMessages(count: 3, timeout: .seconds(30)) { $0.topic.hasSuffix("/readings") }
+            .compactMap { ReadingsMessage($0.payload) }
+        #expect(batches.first?.firstSeq == 1, "the backlog starts at the first stored reading")
+        let seqs = batches.flatMap(\.readings).compactMap { $0["seq"] as? Int }
+        #expect(seqs == Array(1...seqs.max()!), "oldest first, contiguous")
+    }
+
+    @Test("wrong password: the error names the broker and the cause; the daemon keeps polling")
+    func wrongPassword() async throws {
+        let dir = try TemporaryDirectory()
+        let (sim, simPort) = try await startSimulator(in: dir)
+        defer { sim.stop() }
+        let passwd = dir.file("passwd")
+        let mk = try PeerProcess(name: "mosquitto_passwd", executable: "/usr/bin/mosquitto_passwd",
+                                 arguments: ["-b", "-c", passwd, "edge", "right-password"], logDirectory: dir.path)
+        #expect(try await mk.waitForExit() == 0)
+        let broker = try await MosquittoBroker.start(in: dir, allowAnonymous: false, extraConfig: "password_file \(passwd)")
+        defer { broker.stop() }
+        let path = dir.file("kilntally.toml")
+        try config(brokerPort: broker.port, simulatorPort: simPort,
+                   mqttExtra: "username = \"edge\"\npassword = \"wrong-password\"")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", path, "--state-dir", dir.file("state")], logDirectory: dir.path)
+        defer { daemon.stop() }
+        try await daemon.waitUntil("a refusal naming the broker", timeout: .seconds(20)) {
+            let log = daemon.log().lowercased()
+            return log.contains("127.0.0.1:\(broker.port)") && (log.contains("not authori") || log.contains("bad user name or password"))
+        }
+        try await daemon.waitUntil("readings stored anyway") { storeSize(dir.file("state")) > 1000 }
+        #expect(daemon.isRunning)
+    }
+
+    @Test("missing TLS CA file: the error names the file; the daemon keeps polling and storing")
+    func missingTLSFile() async throws {
+        let dir = try TemporaryDirectory()
+        let (sim, simPort) = try await startSimulator(in: dir)
+        defer { sim.stop() }
+        let missing = dir.file("no-such-ca.pem")
+        let path = dir.file("kilntally.toml")
+        try config(brokerPort: 8883, simulatorPort: simPort, mqttExtra: "[mqtt.tls]\nca_file = \"\(missing)\"")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", path, "--state-dir", dir.file("state")], logDirectory: dir.path)
+        defer { daemon.stop() }
+        try await daemon.waitUntil("an error naming the CA file", timeout: .seconds(20)) { daemon.log().contains(missing) }
+        try await daemon.waitUntil("readings stored anyway") { storeSize(dir.file("state")) > 1000 }
+        #expect(daemon.isRunning)
+    }
+}
