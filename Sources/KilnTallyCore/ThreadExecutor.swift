@@ -1,4 +1,4 @@
-import CSysShims
+internal import CSysShims
 import Dispatch
 import Synchronization
 #if canImport(Glibc)
@@ -22,7 +22,10 @@ public final class ThreadExecutor: SerialExecutor {
     private struct State {
         var jobs: [UnownedJob] = []
         var head = 0
+        /// shutdown() was called: the loop drains what is queued (including jobs enqueued meanwhile), then exits.
         var stopping = false
+        /// The loop thread has returned; from now on nothing else can be running jobs of this executor.
+        var exited = false
         var thread: pthread_t?
     }
 
@@ -46,16 +49,17 @@ public final class ThreadExecutor: SerialExecutor {
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
-        let accepted = state.withLock { s -> Bool in
-            if s.stopping { return false }
+        let queued = state.withLock { s -> Bool in
+            if s.exited { return false }
             s.jobs.append(unowned)
             return true
         }
-        if accepted {
+        if queued {
             available.signal()
         } else {
-            // A job enqueued after shutdown still has to run (an actor method awaiting it would hang otherwise);
-            // it runs on the caller's thread, which is safe because the loop thread has ended.
+            // A job enqueued after the loop thread ended still has to run (an actor method awaiting it would hang
+            // otherwise). It runs on the caller's thread; serial order still holds because the loop has exited
+            // (checked under the lock above), so no other job of this executor can be running.
             unowned.runSynchronously(on: asUnownedSerialExecutor())
         }
     }
@@ -69,7 +73,11 @@ public final class ThreadExecutor: SerialExecutor {
         while true {
             available.wait()
             let next = state.withLock { s -> UnownedJob? in
-                guard s.head < s.jobs.count else { return nil }
+                guard s.head < s.jobs.count else {
+                    // Only shutdown's signal arrives without a job; the queue is empty, so the loop may end.
+                    if s.stopping { s.exited = true }
+                    return nil
+                }
                 let job = s.jobs[s.head]
                 s.head += 1
                 if s.head > 64, s.head * 2 > s.jobs.count {
@@ -78,16 +86,13 @@ public final class ThreadExecutor: SerialExecutor {
                 }
                 return job
             }
-            if let next {
-                next.runSynchronously(on: asUnownedSerialExecutor())
-            } else {
-                // Only the shutdown signal arrives without a job.
-                return
-            }
+            guard let next else { return }
+            next.runSynchronously(on: asUnownedSerialExecutor())
         }
     }
 
-    /// Runs the jobs already queued, then ends the thread. Later jobs run inline on their caller.
+    /// Runs the jobs queued so far (and any enqueued while they run), then ends the thread. Jobs enqueued after
+    /// the thread ended run inline on their caller.
     public func shutdown() {
         let tid = state.withLock { s -> pthread_t? in
             if s.stopping { return nil }

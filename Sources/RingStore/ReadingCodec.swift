@@ -5,6 +5,8 @@ import KilnTallyCore
 /// Layout (version 1): seq u64 · time i64 (ns) · quality u8 · flags u8 (bit0 clock synced) · device str · channel str ·
 /// unit str (empty = none) · value tag u8 + payload · raw count varint + u16 each.
 enum ReadingCodec {
+    /// Raw register words kept per reading, at most (the decoder rejects more).
+    static let maximumRawWords = 4096
     static func encode(seq: UInt64, _ r: Reading, into out: inout [UInt8]) {
         out.appendLE(seq)
         out.appendLE(UInt64(bitPattern: r.time.nanosecondsSinceEpoch))
@@ -40,7 +42,7 @@ enum ReadingCodec {
         case 5: guard let s = r.string() else { return nil }; value = .string(s)
         default: return nil
         }
-        guard let n = r.varint(), n <= 4096 else { return nil }
+        guard let n = r.varint(), n <= UInt64(maximumRawWords) else { return nil }
         var raw: [UInt16] = []
         raw.reserveCapacity(Int(n))
         for _ in 0..<n {

@@ -51,10 +51,14 @@ public actor ReadingLog {
     private let logger: Logger
     private var fd: Int32 = -1
     private var endOffset: Int64 = 0
-    /// In-memory index: record i holds sequence `firstSequence + i` at `offsets[i]`.
+    /// In-memory index: record i has sequence number `sequences[i]` and starts at `offsets[i]`. Sequences increase;
+    /// they are contiguous except after a quarantine, which skips numbers rather than risk reusing one.
     private var offsets: [Int64] = []
-    private var firstSequence: UInt64 = 1
+    private var sequences: [UInt64] = []
     private var nextSequence: UInt64 = 1
+    /// Set when a write or fsync failed and the file could not be cut back: appends refuse until reopened,
+    /// because a later, shorter batch could otherwise leave a stale record that recovery would accept.
+    private var poisoned: StoreError?
     private var subscribers: [Int: AsyncStream<UInt64>.Continuation] = [:]
     private var nextSubscriber = 0
 
@@ -64,7 +68,13 @@ public actor ReadingLog {
         self.path = directory + "/readings.log"
         self.logger = logger
         self.executor = ThreadExecutor(name: "kt-store")
-        try self.openAndRecover()
+        do {
+            try self.openAndRecover()
+        } catch {
+            if fd >= 0 { Glibc.close(fd) }
+            executor.shutdown()
+            throw error
+        }
     }
 
     private func openAndRecover() throws(StoreError) {
@@ -98,59 +108,128 @@ public actor ReadingLog {
             throw StoreError(call: "open", path: path, errno: 0,
                              detail: "format version \(version) is newer than this binary understands (\(Self.formatVersion))")
         }
-        // Scan records; stop at the first that is short or fails its checksum: that is the torn tail.
+        // Scan records up to the first that is short, fails its checksum or does not decode.
         var offset = Int64(Self.headerSize)
-        var expected: UInt64? = nil
-        while offset + 8 <= size {
+        var damage: String? = nil
+        var damageEnd = size  // where the damaged region's first record ends (its start, if its length is garbage)
+        scan: while offset < size {
+            guard offset + 8 <= size else { break scan }  // torn record header
             let head = try preadAll(count: 8, at: offset)
             var hr = ByteReader(head[...])
             let length = Int64(hr.u32()!)
             let crc = hr.u32()!
-            guard length > 0, length <= 1 << 20, offset + 8 + length <= size else { break }
+            guard length >= Int64(Self.minimumBodySize), length <= Int64(Self.maximumBodySize) else {
+                damage = "record length \(length) at offset \(offset)"
+                damageEnd = offset
+                break scan
+            }
+            guard offset + 8 + length <= size else { break scan }  // torn record body
             let body = try preadAll(count: Int(length), at: offset + 8)
-            guard CRC32C.checksum(body) == crc, let (seq, _) = ReadingCodec.decode(body[...]) else { break }
-            if let e = expected, seq != e { break }
-            if offsets.isEmpty { firstSequence = seq }
+            guard CRC32C.checksum(body) == crc, let (seq, _) = ReadingCodec.decode(body[...]) else {
+                damage = "bad checksum or undecodable record at offset \(offset)"
+                damageEnd = offset + 8 + length
+                break scan
+            }
+            if let last = sequences.last, seq <= last {
+                damage = "sequence \(seq) after \(last) at offset \(offset)"
+                damageEnd = offset
+                break scan
+            }
             offsets.append(offset)
-            expected = seq + 1
+            sequences.append(seq)
             offset += 8 + length
         }
+        nextSequence = (sequences.last ?? 0) + 1
         if offset < size {
-            logger.warning("store: truncating a torn or corrupt tail", metadata: [
-                "path": "\(path)", "valid_bytes": "\(offset)", "dropped_bytes": "\(size - offset)",
-            ])
-            guard ftruncate(fd, off_t(offset)) == 0 else { throw StoreError(call: "ftruncate", path: path, errno: errno) }
-            try fsyncFile()
+            // A power cut tears only the batch in flight, which was never reported durable: a short record at the
+            // end, or a damaged record followed by nothing but zeros (blocks allocated but never written) is the torn
+            // tail and is cut off. Damage followed by intact-looking data is not a torn write: that file is
+            // quarantined, never cut.
+            var tornTail = damage == nil
+            if !tornTail { tornTail = try isZeroFilled(from: damageEnd, to: size) }
+            if !tornTail { tornTail = try isZeroFilled(from: offset, to: size) }
+            if tornTail {
+                logger.warning("store: truncating a torn tail", metadata: [
+                    "path": "\(path)", "valid_bytes": "\(offset)", "dropped_bytes": "\(size - offset)",
+                ])
+                guard ftruncate(fd, off_t(offset)) == 0 else { throw StoreError(call: "ftruncate", path: path, errno: errno) }
+                try fsyncFile()
+            } else {
+                try quarantine(validPrefixEnd: offset, size: size, reason: damage ?? "damaged record")
+            }
         }
         endOffset = offset
-        nextSequence = (expected ?? 1)
-        if offsets.isEmpty { firstSequence = nextSequence }
         try applySequenceFloor()
         logger.info("store opened", metadata: [
             "path": "\(path)", "records": "\(offsets.count)", "next_seq": "\(nextSequence)",
         ])
     }
 
+    /// Smallest and largest record bodies `ReadingCodec` writes (empty strings and no raw words; 4096 raw words
+    /// and generous strings). Recovery treats lengths outside these bounds as damage, and append enforces them.
+    static let minimumBodySize = 23
+    static let maximumBodySize = 1 << 20
+
+    private func isZeroFilled(from start: Int64, to end: Int64) throws(StoreError) -> Bool {
+        var at = start
+        while at < end {
+            let chunk = try preadAll(count: Int(min(end - at, 65536)), at: at)
+            if chunk.contains(where: { $0 != 0 }) { return false }
+            at += Int64(chunk.count)
+        }
+        return true
+    }
+
+    /// Mid-file damage: the whole file is kept aside (renamed, never deleted) for inspection, and a new log holds
+    /// the valid records before the damage. Sequence numbers skip past every record the damaged part could hold,
+    /// so no number is ever handed out twice: a reader sees a gap, not a different reading under a known number.
+    private func quarantine(validPrefixEnd: Int64, size: Int64, reason: String) throws(StoreError) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let aside = "\(path).damaged-\(now.tv_sec)"
+        let prefix = try preadAll(count: Int(validPrefixEnd), at: 0)
+        Glibc.close(fd)
+        fd = -1
+        guard rename(path, aside) == 0 else { throw StoreError(call: "rename", path: aside, errno: errno) }
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw StoreError(call: "open", path: path, errno: errno) }
+        try pwriteAll(prefix, at: 0)
+        try fsyncFile()
+        try Self.fsyncDirectory(directory)
+        let unreadable = size - validPrefixEnd
+        let skipped = UInt64(unreadable / Int64(8 + Self.minimumBodySize)) + 1
+        nextSequence += skipped
+        logger.error("store: damaged reading log quarantined; the records before the damage were kept", metadata: [
+            "path": "\(path)", "quarantined_as": "\(aside)", "reason": "\(reason)", "kept_records": "\(offsets.count)",
+            "unreadable_bytes": "\(unreadable)", "sequence_numbers_skipped": "\(skipped)",
+        ])
+    }
+
     /// A sequence number never goes backwards, even if the whole log was lost: the cursors remember how far
     /// readers got, and an empty log starts after the highest of them.
     private func applySequenceFloor() throws(StoreError) {
-        guard offsets.isEmpty else { return }
         var highest: UInt64 = 0
-        for name in try cursorNames() { highest = max(highest, try cursor(name)) }
-        if highest >= nextSequence {
-            nextSequence = highest + 1
-            firstSequence = nextSequence
+        for name in try cursorNames() {
+            do {
+                highest = max(highest, try cursor(name))
+            } catch {
+                logger.warning("store: ignoring an unreadable cursor file", metadata: ["cursor": "\(name)", "error": "\(error)"])
+            }
         }
+        if highest >= nextSequence { nextSequence = highest + 1 }
     }
 
     /// The highest sequence number stored (0 when empty).
     public var lastSequence: UInt64 { nextSequence - 1 }
     public var count: Int { offsets.count }
+    /// The oldest stored sequence number, if any.
+    public var firstSequence: UInt64? { sequences.first }
 
     /// Appends `readings` and returns once they are durable (written and fsynced), with their sequence numbers.
     @discardableResult
     public func append(_ readings: [Reading]) throws(StoreError) -> ClosedRange<UInt64>? {
         guard !readings.isEmpty else { return nil }
+        if let poisoned { throw poisoned }
         var buffer: [UInt8] = []
         buffer.reserveCapacity(readings.count * 64)
         var newOffsets: [Int64] = []
@@ -159,7 +238,14 @@ public actor ReadingLog {
         var body: [UInt8] = []
         for r in readings {
             body.removeAll(keepingCapacity: true)
+            guard r.raw.count <= ReadingCodec.maximumRawWords else {
+                throw StoreError(call: "append", path: path, errno: EINVAL,
+                                 detail: "reading \(r.device)/\(r.channel) has \(r.raw.count) raw words (at most \(ReadingCodec.maximumRawWords))")
+            }
             ReadingCodec.encode(seq: seq, r, into: &body)
+            guard body.count <= Self.maximumBodySize else {
+                throw StoreError(call: "append", path: path, errno: EINVAL, detail: "reading \(r.device)/\(r.channel) encodes to \(body.count) bytes")
+            }
             newOffsets.append(endOffset + Int64(buffer.count))
             buffer.appendLE(UInt32(body.count))
             buffer.appendLE(CRC32C.checksum(body))
@@ -171,11 +257,18 @@ public actor ReadingLog {
             try fsyncFile()
         } catch {
             // Nothing after endOffset counts: cut what may have been written so the next append starts clean.
-            _ = ftruncate(fd, off_t(endOffset))
+            // If even that fails, stop appending: a later, shorter batch would leave part of this one behind,
+            // with valid checksums, and recovery would take it for stored data.
+            if ftruncate(fd, off_t(endOffset)) != 0 || fsync(fd) != 0 {
+                poisoned = StoreError(call: "ftruncate", path: path, errno: errno,
+                                      detail: "could not undo a failed append; appends refused until the store is reopened")
+                logger.critical("\(poisoned!)")
+            }
             throw error
         }
         endOffset += Int64(buffer.count)
         offsets.append(contentsOf: newOffsets)
+        sequences.append(contentsOf: nextSequence..<seq)
         let range = nextSequence...(seq - 1)
         nextSequence = seq
         for c in subscribers.values { c.yield(range.upperBound) }
@@ -184,9 +277,15 @@ public actor ReadingLog {
 
     /// Up to `limit` readings with sequence numbers greater than `seq`, oldest first.
     public func read(after seq: UInt64, limit: Int) throws(StoreError) -> [(seq: UInt64, reading: Reading)] {
-        let start = max(seq + 1, firstSequence)
-        guard start < nextSequence, limit > 0 else { return [] }
-        let first = Int(start - firstSequence)
+        guard limit > 0 else { return [] }
+        // First record with a sequence number above `seq`.
+        var lo = 0, hi = sequences.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if sequences[mid] <= seq { lo = mid + 1 } else { hi = mid }
+        }
+        let first = lo
+        guard first < sequences.count else { return [] }
         let last = min(offsets.count, first + limit)
         let from = offsets[first]
         let to = last < offsets.count ? offsets[last] : endOffset
@@ -265,14 +364,15 @@ public actor ReadingLog {
         while let e = readdir(d) {
             let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if name.hasPrefix(".") || name.hasSuffix(".tmp") { continue }
+            // Anything else a person left there (backups, editor files) is not a cursor.
+            guard isPlainName(name) else { continue }
             names.append(name)
         }
         return names
     }
 
     private func cursorPath(_ name: String) -> String {
-        precondition(!name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" },
-                     "cursor names are [A-Za-z0-9_-]")
+        precondition(isPlainName(name), "cursor names are [A-Za-z0-9_-]")
         return directory + "/cursors/" + name
     }
 
@@ -294,6 +394,7 @@ public actor ReadingLog {
                 if errno == EINTR { continue }
                 throw StoreError(call: "pwrite", path: path, errno: errno)
             }
+            if n == 0 { throw StoreError(call: "pwrite", path: path, errno: EIO, detail: "wrote nothing") }
             done += n
         }
     }

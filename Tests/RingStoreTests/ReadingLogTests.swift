@@ -6,7 +6,11 @@ import Testing
 
 @Suite("Skeleton reading log")
 struct ReadingLogTests {
-    let logger = Logger(label: "test")
+    let logger: Logger = {
+        var l = Logger(label: "test")
+        l.logLevel = .critical  // recovery warnings are expected here; the assertions check them
+        return l
+    }()
 
     func tempDir() throws -> String {
         let dir = NSTemporaryDirectory() + "kt-store-\(UUID().uuidString)"
@@ -115,6 +119,79 @@ struct ReadingLogTests {
         try await store.append([reading(1), reading(2)])
         var it = updates.makeAsyncIterator()
         #expect(await it.next() == 2)
+        await store.close()
+    }
+
+    @Test("damage in the middle is quarantined, not cut: earlier records kept, the file kept aside, no number reused")
+    func midFileDamageIsQuarantined() async throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let store = try await ReadingLog(directory: dir, logger: logger)
+            try await store.append((0..<5).map { reading($0) })
+            try await store.setCursor("uplink", to: 3)
+            await store.close()
+        }
+        let path = dir + "/readings.log"
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        // Flip a byte inside the second record's body (header is 8 bytes, each record 8 + body).
+        let firstLength = Int(data[8]) | Int(data[9]) << 8
+        data[8 + 8 + firstLength + 8 + 3] ^= 0x5A
+        try data.write(to: URL(fileURLWithPath: path))
+
+        let store = try await ReadingLog(directory: dir, logger: logger)
+        #expect(try await store.read(after: 0, limit: 10).map(\.seq) == [1], "only the record before the damage stays live")
+        let aside = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("readings.log.damaged-") }
+        #expect(aside.count == 1, "the damaged file is kept aside, not deleted")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/" + aside[0])) == data)
+        // Records 2...5 may still be in the damaged file under their numbers: new readings never reuse them.
+        let next = try await store.append([reading(99)])
+        #expect(next!.lowerBound > 5)
+        #expect(try await store.read(after: 1, limit: 10).map(\.seq) == [next!.lowerBound])
+        await store.close()
+    }
+
+    @Test("zeros after the last good record (blocks allocated, never written) are a torn tail")
+    func zeroFilledTail() async throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let store = try await ReadingLog(directory: dir, logger: logger)
+            try await store.append((0..<3).map { reading($0) })
+            await store.close()
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/readings.log"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(count: 4096))
+        try handle.close()
+        let store = try await ReadingLog(directory: dir, logger: logger)
+        #expect(try await store.read(after: 0, limit: 10).map(\.seq) == [1, 2, 3])
+        #expect(try await store.append([reading(3)]) == 4...4)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).allSatisfy { !$0.contains("damaged") })
+        await store.close()
+    }
+
+    @Test("stray files in cursors/ do not stop the store from opening")
+    func strayCursorFiles() async throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/cursors", withIntermediateDirectories: true)
+        try "12\n".write(toFile: dir + "/cursors/uplink-readings~", atomically: true, encoding: .utf8)
+        try "not a number".write(toFile: dir + "/cursors/broken", atomically: true, encoding: .utf8)
+        try "7\n".write(toFile: dir + "/cursors/uplink", atomically: true, encoding: .utf8)
+        let store = try await ReadingLog(directory: dir, logger: logger)
+        #expect(try await store.append([reading(1)]) == 8...8, "the valid cursor still sets the floor")
+        await store.close()
+    }
+
+    @Test func oversizedReadingIsRefusedBeforeItIsWritten() async throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try await ReadingLog(directory: dir, logger: logger)
+        var big = reading(1)
+        big.raw = Array(repeating: 1, count: 5000)
+        await #expect(throws: StoreError.self) { try await store.append([big]) }
+        #expect(try await store.append([reading(2)]) == 1...1)
         await store.close()
     }
 }
