@@ -29,7 +29,7 @@ let package = Package(
         ]),
         // Owns modbus_t*: TCP/RTU read-only client, server for the simulator, typed errors.
         .target(name: "ModbusKit", dependencies: [
-            "CModbus",
+            "CModbus", "CSysShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Owns struct mosquitto*: connect, TLS, will, publish-with-ack, reconnect.

@@ -71,6 +71,8 @@ public final class BusPoller: Sendable {
         readings.reserveCapacity(device.channels.count)
         var firstError: ModbusError?
         for ch in device.channels {
+            // Shutdown does not wait for the rest of a long device (each channel may take a response timeout).
+            if Task.isCancelled { break }
             let synced = clock.isSynchronized()
             do {
                 let (value, raw) = try await read(ch, unit: device.unitID)

@@ -64,6 +64,22 @@ public enum RegisterDecoder {
     /// Applies `value × scale + offset`. Integers stay exact when scale is 1 and offset 0.
     public static func scaled(_ value: ReadingValue, scale: Double, offset: Double) -> ReadingValue {
         if scale == 1, offset == 0 { return value }
+        // Whole-number scale and offset keep integers exact (no detour through binary floating point).
+        if let s = Int64(exactly: scale), let o = Int64(exactly: offset) {
+            switch value {
+            case .int(let v):
+                let (m, o1) = v.multipliedReportingOverflow(by: s)
+                let (r, o2) = m.addingReportingOverflow(o)
+                if !o1 && !o2 { return .int(r) }
+            case .uint(let v):
+                if let sv = Int64(exactly: v) {
+                    let (m, o1) = sv.multipliedReportingOverflow(by: s)
+                    let (r, o2) = m.addingReportingOverflow(o)
+                    if !o1 && !o2 { return r >= 0 ? .uint(UInt64(r)) : .int(r) }
+                }
+            default: break
+            }
+        }
         switch value {
         case .bool, .string, .none: return value
         case .int, .uint, .double: return .double(value.doubleValue! * scale + offset)

@@ -1,4 +1,4 @@
-import CSysShims
+internal import CSysShims
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -14,6 +14,11 @@ struct AcquisitionService: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            if pollers.isEmpty {
+                // Every bus failed to set up (already logged). Returning would end the service group and make
+                // systemd restart us in a loop; stay up, so status and the uplink keep reporting.
+                logger.error("no bus could be set up: nothing is polled")
+            }
             await withTaskGroup(of: Void.self) { group in
                 for poller in pollers {
                     group.addTask {
@@ -32,6 +37,8 @@ struct AcquisitionService: Service {
                     }
                 }
             }
+            // Pollers only return when cancelled; wait for the shutdown either way.
+            try? await gracefulShutdown()
         }
         logger.info("acquisition stopped")
     }
@@ -80,13 +87,17 @@ public enum Daemon {
         let uplink = Uplink(config: configuration.uplink, store: store, info: info, clock: options.clock, logger: logger)
 
         // Started in this order, stopped in reverse: polling stops first, then the uplink says offline.
-        let group = ServiceGroup(configuration: .init(
+        var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: UplinkService(uplink: uplink), serviceName: "uplink"),
                 .init(service: AcquisitionService(pollers: pollers, store: store, logger: logger), serviceName: "acquisition"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            logger: logger)
+        // Both bounds together stay below the unit's TimeoutStopSec (20 s), so systemd never has to SIGKILL us.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+        groupConfiguration.maximumCancellationDuration = .seconds(3)
+        let group = ServiceGroup(configuration: groupConfiguration)
         do {
             try await group.run()
         } catch {

@@ -1,4 +1,4 @@
-import CMosquitto
+internal import CMosquitto
 
 /// Every failure of the MQTT client: which broker, which call or protocol step, the libmosquitto error code
 /// (`MOSQ_ERR_*`) or the broker's CONNACK/reason code, and libmosquitto's text for it.

@@ -1,5 +1,5 @@
+internal import CSysShims
 import Dispatch
-import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -131,8 +131,8 @@ final class BlockingExecutor: Sendable {
     /// shutdown removed from the queue finds nothing and waits again.
     fileprivate static func serve(_ shared: Shared) {
         // Names the OS thread (Linux keeps 15 bytes), so `top -H` and debuggers show which bus it serves.
-        // (pthread_setname_np is a GNU extension Swift's Glibc module does not export; Foundation calls it.)
-        Thread.current.name = String(decoding: shared.name.utf8.prefix(15), as: UTF8.self)
+        // pthread_setname_np is a GNU extension Swift's Glibc module does not export; CSysShims wraps it.
+        shared.name.withCString { kt_set_thread_name($0) }
         while true {
             shared.wakeup.wait()
             let item = shared.state.withLock { $0.popFirst() }

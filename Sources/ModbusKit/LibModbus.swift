@@ -1,4 +1,4 @@
-import CModbus
+internal import CModbus
 
 #if canImport(Glibc)
 import Glibc

@@ -1,4 +1,4 @@
-import CModbus
+internal import CModbus
 import Logging
 import Synchronization
 

@@ -35,9 +35,18 @@ public final class Uplink: Sendable {
         } catch {
             logger.error("MQTT: \(error)")
         }
+        // Birth messages are published from the group too, so none can still be on its way when "offline" goes
+        // out below (a late "online" would otherwise become the retained status of a stopped node).
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.watchConnection(client) }
             group.addTask { await self.publishReadings(client) }
+            for await event in client.events {
+                if Task.isCancelled { break }
+                if case .connected = event {
+                    group.addTask { await self.publishBirth(client) }
+                }
+                self.log(event)
+            }
+            group.cancelAll()
             await group.waitForAll()
         }
         let offline = MQTTMessage(topic: topics.status, payload: statusPayload(online: false, reason: "shutdown"),
@@ -71,23 +80,19 @@ public final class Uplink: Sendable {
                         reason: reason)
     }
 
-    /// Publishes the birth message on every (re)connect and logs connection changes.
-    private func watchConnection(_ client: MQTTClient) async {
-        for await event in client.events {
-            switch event {
-            case .connected:
-                logger.info("connected to MQTT broker")
-                let birth = MQTTMessage(topic: topics.status, payload: statusPayload(online: true), qos: .atLeastOnce, retain: true)
-                // Not awaited inline: a slow PUBACK must not hold up the next event.
-                Task { [logger] in
-                    do { try await client.publish(birth) } catch { logger.debug("birth not published: \(error)") }
-                }
-            case .connectionRefused(let error):
-                logger.error("MQTT broker refused the connection: \(error)")
-            case .disconnected(let error):
-                if let error { logger.warning("MQTT connection lost: \(error)") } else { logger.info("MQTT disconnected") }
-            }
-            if Task.isCancelled { break }
+    private func publishBirth(_ client: MQTTClient) async {
+        let birth = MQTTMessage(topic: topics.status, payload: statusPayload(online: true), qos: .atLeastOnce, retain: true)
+        do { try await client.publish(birth) } catch { logger.debug("birth not published: \(error)") }
+    }
+
+    private func log(_ event: MQTTConnectionEvent) {
+        switch event {
+        case .connected:
+            logger.info("connected to MQTT broker")
+        case .connectionRefused(let error):
+            logger.error("MQTT broker refused the connection: \(error)")
+        case .disconnected(let error):
+            if let error { logger.warning("MQTT connection lost: \(error)") } else { logger.info("MQTT disconnected") }
         }
     }
 
@@ -119,12 +124,21 @@ public final class Uplink: Sendable {
                 guard let lastSeq = batch.last?.seq else { break }
                 let message = MQTTMessage(topic: topics.readings, payload: Payloads.readings(batch, identity: config.identity),
                                           qos: config.readingsQoS, retain: false)
-                do {
-                    try await client.publish(message)
-                } catch {
-                    // Only shutdown or cancellation fail a publish; the cursor stays where it was.
-                    logger.debug("readings publish ended: \(error)")
-                    return
+                var retry = Duration.seconds(1)
+                while true {
+                    do {
+                        try await client.publish(message)
+                        break
+                    } catch where error.isShutdown || error.isCancellation {
+                        logger.debug("readings publish ended: \(error)")
+                        return
+                    } catch {
+                        // E.g. an MQTT 5 broker refusing the topic: the batch stays unacknowledged (the cursor does
+                        // not move) and is tried again, so nothing is skipped once the cause is fixed.
+                        logger.error("readings \(batch.first!.seq)...\(lastSeq) not accepted by the broker, retrying in \(retry): \(error)")
+                        do { try await Task.sleep(for: retry) } catch { return }
+                        retry = min(retry * 2, .seconds(60))
+                    }
                 }
                 acked = lastSeq
                 do {

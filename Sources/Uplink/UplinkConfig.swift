@@ -37,7 +37,7 @@ extension UplinkConfig {
                 ConfigKey("username", .string, doc: "User name, if the broker requires one."),
                 ConfigKey("password", .string, doc: "Password for `username`."),
                 ConfigKey("topic_prefix", .string, default: .string("kilntally"), doc: "First level of every topic; [A-Za-z0-9_-]."),
-                ConfigKey("readings_qos", .integer(min: 0, max: 1), default: .integer(1), doc: "QoS of `readings` messages (tickets, reports, events and status are always QoS 1)."),
+                ConfigKey("readings_qos", .integer(min: 0, max: 1), default: .integer(1), doc: "QoS of `readings` messages (tickets, reports, events and status are always QoS 1). With 0 the uplink cursor advances when a batch is written to the socket, so readings in flight when the connection drops are not re-sent."),
                 ConfigKey("max_in_flight", .integer(min: 1, max: 65535), default: .integer(32), doc: "QoS 1 messages sent but not yet acknowledged, at most."),
                 ConfigKey("reconnect_min", .duration, default: .string("500ms"), doc: "First reconnect delay after the connection is lost; doubles up to `reconnect_max`, with jitter."),
                 ConfigKey("reconnect_max", .duration, default: .string("30s"), doc: "Longest reconnect delay."),

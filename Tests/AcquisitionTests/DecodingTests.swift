@@ -51,7 +51,10 @@ struct DecodingTests {
     func scaling() {
         #expect(RegisterDecoder.scaled(.uint(7345), scale: 1, offset: 0) == .uint(7345))
         #expect(RegisterDecoder.scaled(.uint(7345), scale: 0.001, offset: 0) == .double(7345 * 0.001))
-        #expect(RegisterDecoder.scaled(.int(-10), scale: 2, offset: 1) == .double(-19))
+        #expect(RegisterDecoder.scaled(.int(-10), scale: 2, offset: 1) == .int(-19))
+        #expect(RegisterDecoder.scaled(.uint(7345), scale: 10, offset: 0) == .uint(73450))
+        #expect(RegisterDecoder.scaled(.uint(5), scale: 1, offset: -10) == .int(-5))
+        #expect(RegisterDecoder.scaled(.uint(UInt64.max), scale: 2, offset: 0) == .double(Double(UInt64.max) * 2))
         #expect(RegisterDecoder.scaled(.bool(true), scale: 2, offset: 1) == .bool(true))
     }
 }
