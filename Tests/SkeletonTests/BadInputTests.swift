@@ -122,4 +122,40 @@ struct BadInputTests {
         try await daemon.waitUntil("readings stored anyway") { storeSize(dir.file("state")) > 1000 }
         #expect(daemon.isRunning)
     }
+
+    @Test("an MQTT 5 broker refusing the readings topic: the batch is retried, and all of it arrives once allowed")
+    func refusedTopicIsRetried() async throws {
+        let dir = try TemporaryDirectory()
+        let (sim, simPort) = try await startSimulator(in: dir)
+        defer { sim.stop() }
+        // Anonymous clients may read everything but write only the status topic: readings get PUBACK 0x87.
+        let acl = dir.file("acl")
+        try "topic read kilntally/#\ntopic write kilntally/plant-a/kiln1/status\n".write(toFile: acl, atomically: true, encoding: .utf8)
+        let broker = try await MosquittoBroker.start(in: dir, extraConfig: "acl_file \(acl)")
+        defer { broker.stop() }
+        let hub = try await MosquittoSubscriber(in: dir, port: broker.port, topic: "kilntally/#")
+        defer { hub.stop() }
+        try await hub.waitUntilSubscribed(broker: broker, topic: "kilntally/#")
+
+        let path = dir.file("kilntally.toml")
+        try config(brokerPort: broker.port, simulatorPort: simPort, mqttExtra: "protocol = \"5\"")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", path, "--state-dir", dir.file("state")], logDirectory: dir.path)
+        defer { daemon.stop() }
+        try await daemon.waitUntil("the refusal to be logged", timeout: .seconds(20)) {
+            daemon.log().contains("not accepted by the broker")
+        }
+        #expect(hub.messages().filter { $0.topic.hasSuffix("/readings") }.isEmpty)
+
+        // The hub operator fixes the ACL; mosquitto reloads it on SIGHUP.
+        try "topic readwrite kilntally/#\n".write(toFile: acl, atomically: true, encoding: .utf8)
+        broker.process.signal(SIGHUP)
+        let batches = try await hub.waitForMessages(count: 2, timeout: .seconds(30)) { $0.topic.hasSuffix("/readings") }
+            .compactMap { ReadingsMessage($0.payload) }
+        #expect(batches.first?.firstSeq == 1, "the refused batch was not skipped")
+        let seqs = batches.flatMap(\.readings).compactMap { $0["seq"] as? Int }
+        #expect(seqs == Array(1...seqs.max()!))
+        #expect(daemon.isRunning)
+    }
 }
