@@ -68,19 +68,28 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "kilntally", dependencies: [
-            "KilnTallyDaemon", "Simulator",
+            "KilnTallyDaemon", "Simulator", "RingStore",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Benchmarks (run by hand: swift run -c release store-benchmark); figures go in issue notes.
+        .executableTarget(name: "store-benchmark", dependencies: [
+            "RingStore", "KilnTallyCore", .product(name: "Logging", package: "swift-log"),
+        ], path: "Benchmarks/StoreBenchmark"),
+
         // Test harness: starts real peers (pymodbus, socat, mosquitto) on free ports and stops them by PID.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["KilnTallyCore"], path: "Tests/TestSupport"),
         .testTarget(name: "KilnTallyCoreTests", dependencies: ["KilnTallyCore"]),
         .testTarget(name: "ModbusKitTests", dependencies: ["ModbusKit", "TestSupport"]),
         .testTarget(name: "MQTTKitTests", dependencies: ["MQTTKit", "TestSupport", "MQTTWillClient"]),
         .executableTarget(name: "MQTTWillClient", dependencies: ["MQTTKit", .product(name: "Logging", package: "swift-log")], path: "Tests/MQTTWillClient"),
         .testTarget(name: "AcquisitionTests", dependencies: ["Acquisition", "KilnTallyCore"]),
-        .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore"]),
+        .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore", "TestSupport", "RingStoreCrashWriter"]),
+        // Appends to a ring store until killed; the crash-loop test kills it with SIGKILL at random moments.
+        .executableTarget(name: "RingStoreCrashWriter", dependencies: ["RingStore", "TestSupport",
+                                                                       .product(name: "Logging", package: "swift-log")],
+                          path: "Tests/RingStoreCrashWriter"),
         .testTarget(name: "SkeletonTests", dependencies: [
             "KilnTallyCore", "KilnTallyDaemon", "Simulator", "TestSupport",
         ]),

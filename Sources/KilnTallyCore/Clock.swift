@@ -50,7 +50,7 @@ public enum RFC3339 {
     }
 
     /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-    static func civilFromDays(_ z0: Int64) -> (Int64, Int, Int) {
+    public static func civilFromDays(_ z0: Int64) -> (Int64, Int, Int) {
         let z = z0 + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097

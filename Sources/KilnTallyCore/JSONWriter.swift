@@ -68,3 +68,29 @@ public struct JSONWriter: Sendable {
         bytes.append(UInt8(ascii: "\""))
     }
 }
+
+extension JSONWriter {
+    /// The fields of a reading as every JSON output shows them (uplink payloads, `store dump --json`):
+    /// device, channel, time, value, unit (if any), quality, clock_synchronized, raw.
+    public mutating func readingFields(_ r: Reading) {
+        field("device", r.device.rawValue)
+        field("channel", r.channel.rawValue)
+        field("time", r.time.rfc3339)
+        key("value")
+        switch r.value {
+        case .int(let v): value(v)
+        case .uint(let v): value(v)
+        case .double(let v): value(v)
+        case .bool(let v): value(v)
+        case .string(let s): value(s)
+        case .none: null()
+        }
+        if let unit = r.unit { field("unit", unit.rawValue) }
+        field("quality", r.quality.rawValue)
+        field("clock_synchronized", r.clockSynchronized)
+        key("raw")
+        beginArray()
+        for x in r.raw { value(Int(x)) }
+        endArray()
+    }
+}

@@ -1,6 +1,7 @@
 import Acquisition
 import KilnTallyCore
 import Logging
+import RingStore
 import Uplink
 
 /// The whole daemon configuration: every module's section, checked in one pass by the core loader.
@@ -11,6 +12,7 @@ public struct KilnTallyConfiguration: Sendable {
     public var logLevel: Logger.Level
     public var acquisition: AcquisitionConfig
     public var uplink: UplinkConfig
+    public var store: RingStore.Options
 
     /// Every section every module registers.
     public static var schema: ConfigSchema {
@@ -21,6 +23,7 @@ public struct KilnTallyConfiguration: Sendable {
         ])), doc: "Logging of the daemon (to standard error, which systemd sends to the journal)."))
         for section in UplinkConfig.configSections { schema.register(section) }
         for section in AcquisitionConfig.configSections { schema.register(section) }
+        for section in RingStore.Options.configSections { schema.register(section) }
         return schema
     }
 
@@ -40,6 +43,7 @@ public struct KilnTallyConfiguration: Sendable {
         let root = ConfigReader(document: document, diagnostics: diagnostics)
         let acquisition = AcquisitionConfig.decode(root)
         let uplink = UplinkConfig.decode(root)
+        let store = RingStore.Options.decode(root)
         if acquisition.devices.isEmpty {
             root.error("device", "no [[device]] is configured: there is nothing to poll")
         }
@@ -50,6 +54,6 @@ public struct KilnTallyConfiguration: Sendable {
             throw ConfigErrors(diagnostics: diagnostics.all)
         }
         return KilnTallyConfiguration(file: document.file, contentHash: document.contentHash, logLevel: level,
-                                      acquisition: acquisition, uplink: uplink)
+                                      acquisition: acquisition, uplink: uplink, store: store)
     }
 }

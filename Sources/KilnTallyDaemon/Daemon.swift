@@ -9,7 +9,7 @@ import Uplink
 /// Polls every bus and appends what it reads to the store. One `BusPoller` (one thread) per bus.
 struct AcquisitionService: Service {
     let pollers: [BusPoller]
-    let store: ReadingLog
+    let store: RingStore
     let logger: Logger
 
     func run() async throws {
@@ -24,12 +24,8 @@ struct AcquisitionService: Service {
                     group.addTask {
                         await poller.run(
                             deliver: { readings in
-                                do {
-                                    try await store.append(readings)
-                                } catch {
-                                    // Issue 4 adds the bounded in-memory queue that carries readings over a full disk.
-                                    logger.error("readings not stored: \(error)", metadata: ["bus": "\(poller.bus.name)"])
-                                }
+                                // Never waits for the disk: the store commits on its own schedule.
+                                store.submit(readings)
                             },
                             event: { event in
                                 logger.notice("event \(event.kind.rawValue): \(event.message)")
@@ -41,6 +37,38 @@ struct AcquisitionService: Service {
             try? await gracefulShutdown()
         }
         logger.info("acquisition stopped")
+    }
+}
+
+/// Runs the store's group commit until shutdown, then commits what is pending and closes the files. It starts
+/// first and so stops last, after acquisition and the uplink.
+struct StoreService: Service {
+    let store: RingStore
+    let logger: Logger
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await event in store.events {
+                    switch event {
+                    case .dropped(let n, let first, let last):
+                        logger.warning("store full: dropped the oldest \(n) readings (\(first)...\(last))")
+                    case .droppedInMemory(let n):
+                        logger.error("store: \(n) readings lost from the in-memory queue while the disk could not be written")
+                    case .writeFailed(let why):
+                        logger.error("store: writing failed, readings wait in memory: \(why)")
+                    case .writeRecovered:
+                        logger.notice("store: writing works again")
+                    case .recovered(let report):
+                        logger.warning("store recovered at open: cut \(report.truncatedBytes) torn bytes, quarantined \(report.quarantined)")
+                    }
+                }
+            }
+            await cancelWhenGracefulShutdown { await store.run() }
+            await store.close()
+            group.cancelAll()
+        }
+        logger.info("store closed")
     }
 }
 
@@ -71,7 +99,8 @@ public enum Daemon {
             "state_dir": "\(options.stateDirectory)",
         ])
         // The store opens before any service runs: services start all at once and must find it ready.
-        let store = try await ReadingLog(directory: options.stateDirectory + "/readings", logger: logger)
+        let store = try await RingStore(directory: options.stateDirectory + "/readings", options: configuration.store,
+                                        clock: options.clock, logger: logger)
 
         var pollers: [BusPoller] = []
         for bus in configuration.acquisition.buses {
@@ -86,9 +115,11 @@ public enum Daemon {
                                        startedAt: options.clock.now())
         let uplink = Uplink(config: configuration.uplink, store: store, info: info, clock: options.clock, logger: logger)
 
-        // Started in this order, stopped in reverse: polling stops first, then the uplink says offline.
+        // Started in this order, stopped in reverse: polling stops first, then the uplink says offline, then the
+        // store commits what is left and closes.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
+                .init(service: StoreService(store: store, logger: logger), serviceName: "store"),
                 .init(service: UplinkService(uplink: uplink), serviceName: "uplink"),
                 .init(service: AcquisitionService(pollers: pollers, store: store, logger: logger), serviceName: "acquisition"),
             ],
@@ -104,7 +135,6 @@ public enum Daemon {
             await store.close()
             throw error
         }
-        await store.close()
         logger.info("kilntallyd stopped")
     }
 }

@@ -19,25 +19,7 @@ public enum Payloads {
         for (seq, r) in batch {
             w.beginObject()
             w.field("seq", seq)
-            w.field("device", r.device.rawValue)
-            w.field("channel", r.channel.rawValue)
-            w.field("time", r.time.rfc3339)
-            w.key("value")
-            switch r.value {
-            case .int(let v): w.value(v)
-            case .uint(let v): w.value(v)
-            case .double(let v): w.value(v)
-            case .bool(let v): w.value(v)
-            case .string(let s): w.value(s)
-            case .none: w.null()
-            }
-            if let unit = r.unit { w.field("unit", unit.rawValue) }
-            w.field("quality", r.quality.rawValue)
-            w.field("clock_synchronized", r.clockSynchronized)
-            w.key("raw")
-            w.beginArray()
-            for x in r.raw { w.value(Int(x)) }
-            w.endArray()
+            w.readingFields(r)
             w.endObject()
         }
         w.endArray()

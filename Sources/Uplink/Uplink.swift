@@ -10,13 +10,13 @@ public final class Uplink: Sendable {
     public static let readingsCursor = "uplink-readings"
 
     private let config: UplinkConfig
-    private let store: ReadingLog
+    private let store: RingStore
     private let info: Payloads.StatusInfo
     private let clock: any WallClock
     private let logger: Logger
     public let topics: TopicTree
 
-    public init(config: UplinkConfig, store: ReadingLog, info: Payloads.StatusInfo, clock: any WallClock, logger: Logger) {
+    public init(config: UplinkConfig, store: RingStore, info: Payloads.StatusInfo, clock: any WallClock, logger: Logger) {
         self.config = config
         self.store = store
         self.info = info

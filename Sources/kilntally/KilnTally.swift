@@ -1,6 +1,7 @@
 import ArgumentParser
 import KilnTallyCore
 import KilnTallyDaemon
+import RingStore
 import Logging
 import ServiceLifecycle
 import Simulator
@@ -14,7 +15,7 @@ struct KilnTally: AsyncParsableCommand {
         commandName: "kilntally",
         abstract: "kilntally command-line tool.",
         version: KilnTallyVersion.current,
-        subcommands: [ConfigCommand.self, Simulate.self])
+        subcommands: [ConfigCommand.self, StoreCommand.self, Simulate.self])
 }
 
 struct ConfigCommand: AsyncParsableCommand {

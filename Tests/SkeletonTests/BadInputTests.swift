@@ -36,8 +36,11 @@ struct BadInputTests {
         return (sim, port)
     }
 
+    /// Bytes in the reading ring's segment files.
     func storeSize(_ stateDir: String) -> Int {
-        ((try? FileManager.default.attributesOfItem(atPath: stateDir + "/readings/readings.log"))?[.size] as? Int) ?? 0
+        let dir = stateDir + "/readings/segments"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.reduce(0) { $0 + (((try? FileManager.default.attributesOfItem(atPath: dir + "/" + $1))?[.size] as? Int) ?? 0) }
     }
 
     @Test("broker down at start: readings are stored, and delivered from the first one when the broker comes")

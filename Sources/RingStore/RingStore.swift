@@ -1,0 +1,482 @@
+import KilnTallyCore
+import Logging
+import Synchronization
+
+/// Reading batches as segment frames (see `BatchCodec`); the segment state is the series dictionary.
+enum ReadingFrames: FrameFormat {
+    static let segmentKind: UInt8 = 1
+    static let fileExtension = "krs"
+    static func emptyState() -> SeriesDictionary { SeriesDictionary() }
+    static func summarize(_ body: ArraySlice<UInt8>, state: inout SeriesDictionary) throws -> FrameSummary {
+        let s = try BatchCodec.summarize(body, dictionary: &state)
+        return FrameSummary(firstSequence: s.firstSequence, count: s.count, minTime: s.minTime, maxTime: s.maxTime)
+    }
+    // Frame header (8) + the smallest batch holds one reading in a handful of bytes: a conservative floor.
+    static let minimumBytesPerSequence = 3
+}
+
+/// Something the store wants the operator (and the hub) to know.
+public enum StoreEvent: Sendable, Hashable {
+    /// The byte bound was reached: the oldest readings were dropped (whole segments).
+    case dropped(readings: Int, firstSequence: UInt64, lastSequence: UInt64)
+    /// The in-memory queue overflowed while the disk could not be written: the oldest unstored readings were lost.
+    case droppedInMemory(readings: Int)
+    /// Writing failed (disk full, EIO, read-only): readings wait in memory and are retried.
+    case writeFailed(String)
+    /// Writing works again after a failure.
+    case writeRecovered
+    /// Recovery at open did something (cut a torn tail, quarantined a segment).
+    case recovered(RecoveryReport)
+}
+
+/// The reading ring: a bounded, crash-safe store of every reading (issue 4).
+///
+/// - **Group commit**: `submit` hands readings over without waiting (sequence numbers are assigned at once, in
+///   order); the store writes them as one frame per commit and makes them durable with one fdatasync per sync
+///   interval (default 1 s) or as soon as `syncBytes` are pending. `append` waits until its readings are durable.
+///   A crash or power cut loses at most what was submitted since the last completed sync.
+/// - **Bounded**: when the segments exceed `maxBytes`, whole oldest segments are dropped, counted, and reported.
+/// - **Readers** see durable readings only, so a number a reader has seen is never handed out again after a crash.
+/// - **Errors**: a failed write or sync leaves the readings queued in memory (bounded by `maxPendingReadings`,
+///   oldest lost first, counted) and is retried every sync interval; the daemon keeps polling meanwhile.
+public actor RingStore {
+    public struct Options: Sendable {
+        public var maxBytes: Int64 = 512 << 20
+        /// Segments roll at this size; dropping happens in whole segments.
+        public var segmentBytes: Int64 = 16 << 20
+        public var syncInterval: Duration = .seconds(1)
+        /// Commit early once this many encoded bytes are pending.
+        public var syncBytes: Int = 1 << 20
+        public var maxPendingReadings: Int = 200_000
+        /// Readings per frame, at most (a frame is the unit of checksum and of loss at a torn tail).
+        public var maxReadingsPerFrame: Int = 8192
+        public init() {}
+        public init(maxBytes: Int64) {
+            self.maxBytes = maxBytes
+            segmentBytes = max(64 << 10, min(16 << 20, maxBytes / 8))
+        }
+    }
+
+    public struct ReadResult: Sendable {
+        public var readings: [(seq: UInt64, reading: Reading)]
+        /// Numbers the reader asked for that are gone (dropped by the byte bound, or lost to a quarantine).
+        public var gap: ClosedRange<UInt64>?
+    }
+
+    public struct Statistics: Sendable, Hashable {
+        public var firstSequence: UInt64?
+        public var lastDurableSequence: UInt64
+        public var segments: Int
+        public var bytes: Int64
+        public var readings: Int
+        public var droppedReadings: UInt64
+        public var droppedInMemory: UInt64
+        public var pendingReadings: Int
+        public var commits: UInt64
+        public var syncs: UInt64
+        public var lastError: String?
+    }
+
+    private struct Pending {
+        var readings: [Reading] = []
+        var firstSequence: UInt64 = 1   // of readings[0]
+        var nextSequence: UInt64 = 1
+        var droppedInMemory: UInt64 = 0
+        var approximateBytes = 0
+
+        /// Keeps at most `limit` readings, losing the oldest; returns how many were lost.
+        mutating func trim(to limit: Int) -> Int {
+            guard readings.count > limit else { return 0 }
+            let overflow = readings.count - limit
+            readings.removeFirst(overflow)
+            firstSequence += UInt64(overflow)
+            droppedInMemory += UInt64(overflow)
+            return overflow
+        }
+    }
+
+    private let executor: ThreadExecutor
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
+
+    public nonisolated let directory: String
+    public nonisolated let options: Options
+    private let log: SegmentedLog<ReadingFrames>
+    private let fs: any FileIO
+    private let clock: any WallClock
+    private let logger: Logger
+    private let pending: Mutex<Pending>
+    /// Highest durable sequence number, readable without entering the actor.
+    private let durable: Mutex<UInt64>
+    private var waiters: [(upTo: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var subscribers: [Int: AsyncStream<UInt64>.Continuation] = [:]
+    private var nextSubscriber = 0
+    private let eventStream: AsyncStream<StoreEvent>
+    private let eventContinuation: AsyncStream<StoreEvent>.Continuation
+    private var droppedReadings: UInt64 = 0
+    private var commits: UInt64 = 0
+    private var syncs: UInt64 = 0
+    private var failing: String?
+    private var closed = false
+    /// The commit loop is running (`run`): waiters wait for its next commit.
+    private var running = false
+    private let commitSignal: AsyncStream<Void>.Continuation
+    private let commitRequests: AsyncStream<Void>
+
+    /// Opens (creating if needed) the store in `directory` and recovers it. Never refuses because of damaged
+    /// data; throws only when the directory cannot be used at all or holds a newer format.
+    public init(directory: String, options: Options = .init(), fs: any FileIO = PosixFileIO(), clock: any WallClock = SystemClock(),
+                bootID: [UInt8] = BootID.current, logger: Logger) async throws(StoreError) {
+        self.directory = directory
+        self.options = options
+        self.fs = fs
+        self.clock = clock
+        self.logger = logger
+        executor = ThreadExecutor(name: "kt-ring")
+        (eventStream, eventContinuation) = AsyncStream.makeStream(of: StoreEvent.self, bufferingPolicy: .bufferingNewest(256))
+        (commitRequests, commitSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        do {
+            try fs.makeDirectories(directory + "/cursors")
+            log = try SegmentedLog(fs: fs, directory: directory + "/segments", bootID: bootID, logger: logger)
+        } catch {
+            executor.shutdown()
+            throw error
+        }
+        // Numbers a reader has acknowledged are never handed out again, even if their segments are gone.
+        let next = max(log.nextSequence, Cursors(fs: fs, directory: directory + "/cursors").highest() + 1)
+        log.nextSequence = next
+        pending = Mutex(Pending(firstSequence: next, nextSequence: next))
+        durable = Mutex(next - 1)
+        let report = log.report
+        recoveryReport = report
+        if !report.isClean { eventContinuation.yield(.recovered(report)) }
+        logger.info("ring store opened", metadata: [
+            "dir": "\(directory)", "segments": "\(report.segments)", "readings": "\(report.records)",
+            "next_seq": "\(next)", "truncated_bytes": "\(report.truncatedBytes)", "quarantined": "\(report.quarantined.count)",
+        ])
+    }
+
+    // MARK: Writing
+
+    /// Hands readings to the store without waiting for the disk; returns their sequence numbers.
+    /// Never blocks on I/O: the poller calls this.
+    @discardableResult
+    public nonisolated func submit(_ readings: [Reading]) -> ClosedRange<UInt64>? {
+        guard !readings.isEmpty else { return nil }
+        precondition(readings.allSatisfy { $0.raw.count <= Self.maximumRawWords },
+                     "a reading carries at most \(Self.maximumRawWords) raw words")
+        let (range, overflow, urgent) = pending.withLock { p -> (ClosedRange<UInt64>, Int, Bool) in
+            let first = p.nextSequence
+            p.readings.append(contentsOf: readings)
+            p.nextSequence += UInt64(readings.count)
+            p.approximateBytes += readings.count * 12
+            let overflow = p.trim(to: options.maxPendingReadings)
+            return (first...(first + UInt64(readings.count) - 1), overflow, p.approximateBytes >= options.syncBytes)
+        }
+        if overflow > 0 { eventContinuation.yield(.droppedInMemory(readings: overflow)) }
+        if urgent { commitSignal.yield() }
+        return range
+    }
+
+    /// Stores readings now: submits them and commits at once (without waiting for the sync interval).
+    /// Returns when they are durable; throws if the commit failed (they stay queued and are retried).
+    @discardableResult
+    public func append(_ readings: [Reading]) async throws -> ClosedRange<UInt64>? {
+        guard let range = submit(readings) else { return nil }
+        commit()
+        guard durable.withLock({ $0 }) >= range.upperBound else {
+            throw StoreError(call: "append", path: directory, errno: 0, detail: failing ?? "not durable")
+        }
+        return range
+    }
+
+    /// Returns once everything up to `seq` is durable. With the commit loop (`run`) running this waits for its
+    /// next group commit; without it, it commits now. Throws if the store closes first.
+    public func waitUntilDurable(_ seq: UInt64) async throws {
+        if durable.withLock({ $0 }) >= seq { return }
+        if !running {
+            commit()
+            if durable.withLock({ $0 }) >= seq { return }
+            throw StoreError(call: "commit", path: directory, errno: 0, detail: failing ?? "not durable")
+        }
+        try await withCheckedThrowingContinuation { waiters.append((seq, $0)) }
+    }
+
+    /// Runs the commit loop until the task is cancelled, then commits what is pending one last time.
+    public func run() async {
+        running = true
+        defer { running = false }
+        await withTaskGroup(of: Void.self) { group in
+            // A ticker asks for a commit every sync interval; `submit` asks early when enough is pending.
+            group.addTask { [commitSignal, options] in
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: options.syncInterval) } catch { break }
+                    commitSignal.yield()
+                }
+            }
+            for await _ in commitRequests {
+                if Task.isCancelled { break }
+                commit()
+            }
+            group.cancelAll()
+        }
+        commit()
+    }
+
+    /// Writes and syncs everything pending. Safe to call at any time.
+    public func commit() {
+        guard !closed else { return }
+        let (batch, first) = pending.withLock { p -> ([Reading], UInt64) in
+            let b = p.readings
+            let f = p.firstSequence
+            p.readings.removeAll(keepingCapacity: true)
+            p.firstSequence = p.nextSequence
+            p.approximateBytes = 0
+            return (b, f)
+        }
+        guard !batch.isEmpty else { return }
+        do {
+            try write(batch, first: first)
+            commits += 1
+            if failing != nil {
+                failing = nil
+                logger.notice("store: writing works again")
+                eventContinuation.yield(.writeRecovered)
+            }
+        } catch {
+            // Put the readings back in front of anything submitted meanwhile; they keep their numbers.
+            let overflow = pending.withLock { p -> Int in
+                p.readings.insert(contentsOf: batch, at: 0)
+                p.firstSequence = first
+                return p.trim(to: options.maxPendingReadings)
+            }
+            if overflow > 0 { eventContinuation.yield(.droppedInMemory(readings: overflow)) }
+            if failing == nil {
+                logger.error("store: cannot write readings, keeping them in memory and retrying: \(error)")
+                eventContinuation.yield(.writeFailed(error.description))
+            }
+            failing = error.description
+            return
+        }
+        let last = first + UInt64(batch.count) - 1
+        durable.withLock { $0 = last }
+        var still: [(UInt64, CheckedContinuation<Void, any Error>)] = []
+        for w in waiters {
+            if w.upTo <= last { w.continuation.resume() } else { still.append(w) }
+        }
+        waiters = still
+        for c in subscribers.values { c.yield(last) }
+        enforceBound()
+    }
+
+    private func write(_ batch: [Reading], first: UInt64) throws(StoreError) {
+        let synced = clock.isSynchronized()
+        if log.segments.isEmpty || log.segments.last!.size >= options.segmentBytes {
+            try log.startSegment(first: first, clockSynchronized: synced, now: clock.now())
+        }
+        let segment = log.segments.last!
+        let (frameCount, size, state) = (segment.frames.count, segment.size, segment.state)
+        var dictionary = segment.state
+        var frames: [(body: [UInt8], summary: FrameSummary)] = []
+        var seq = first
+        var start = 0
+        var perFrame = options.maxReadingsPerFrame
+        while start < batch.count {
+            let end = min(batch.count, start + perFrame)
+            let slice = Array(batch[start..<end])
+            var body: [UInt8] = []
+            body.reserveCapacity(slice.count * 12 + 64)
+            var trial = dictionary
+            BatchCodec.encode(firstSequence: seq, slice, dictionary: &trial, into: &body)
+            // Frames stay well under the size recovery accepts (readings with many raw words are large).
+            if body.count > Self.frameBodyTarget, slice.count > 1 {
+                perFrame = max(1, slice.count / 2)
+                continue
+            }
+            dictionary = trial
+            let times = slice.map(\.time)
+            frames.append((body, FrameSummary(firstSequence: seq, count: slice.count, minTime: times.min()!, maxTime: times.max()!)))
+            seq += UInt64(slice.count)
+            start = end
+        }
+        do throws(StoreError) {
+            try log.write(frames: frames, stateAfter: dictionary)
+            try log.sync()
+            syncs += 1
+        } catch {
+            // The frames may or may not be on disk: cut them, so they cannot reappear at recovery under numbers
+            // that will be written again.
+            try? log.rollBack(toFrameCount: frameCount, size: size, state: state)
+            throw error
+        }
+    }
+
+    static let frameBodyTarget = 4 << 20
+    /// Raw register words kept per reading, at most (a Modbus read returns at most 125 registers).
+    public static let maximumRawWords = 4096
+
+    private func enforceBound() {
+        do {
+            let dropped = try log.dropOldest(whileLargerThan: options.maxBytes)
+            for d in dropped where d.count > 0 {
+                droppedReadings += UInt64(d.count)
+                logger.warning("store: byte bound reached, dropped the oldest readings", metadata: [
+                    "segment": "\(d.name)", "readings": "\(d.count)", "first_seq": "\(d.first)", "last_seq": "\(d.last)",
+                ])
+                eventContinuation.yield(.dropped(readings: d.count, firstSequence: d.first, lastSequence: d.last))
+            }
+        } catch {
+            logger.error("store: could not drop old segments: \(error)")
+        }
+    }
+
+    // MARK: Reading
+
+    /// The highest durable sequence number (0 when nothing is stored yet).
+    public nonisolated var lastDurableSequence: UInt64 { durable.withLock { $0 } }
+    public var lastSequence: UInt64 { lastDurableSequence }
+    public var firstSequence: UInt64? { log.firstSequence }
+
+    /// Up to `limit` durable readings with sequence numbers above `seq`, oldest first, and the gap if some of the
+    /// numbers asked for are gone.
+    public func read(after seq: UInt64, limit: Int, filter: (@Sendable (Reading) -> Bool)? = nil) throws(StoreError) -> ReadResult {
+        let durableUpTo = durable.withLock { $0 }
+        var out: [(seq: UInt64, reading: Reading)] = []
+        var gap: ClosedRange<UInt64>? = nil
+        guard limit > 0, seq < durableUpTo else { return ReadResult(readings: [], gap: nil) }
+        for (s, segment) in log.segments.enumerated() {
+            guard let last = segment.lastSequence, last > seq else { continue }
+            for (f, frame) in segment.frames.enumerated() where frame.summary.lastSequence > seq {
+                if frame.summary.firstSequence > durableUpTo { return ReadResult(readings: out, gap: gap) }
+                if out.isEmpty, gap == nil, frame.summary.firstSequence > seq + 1 {
+                    gap = (seq + 1)...(frame.summary.firstSequence - 1)
+                }
+                var dictionary = segment.state
+                let body = try log.readFrame(segment: s, frame: f)
+                let decoded: (firstSequence: UInt64, readings: [Reading])
+                do {
+                    decoded = try BatchCodec.decode(body[...], dictionary: &dictionary)
+                } catch {
+                    throw StoreError(call: "read", path: segment.path, errno: 0, detail: "frame at \(frame.offset): \(error)")
+                }
+                for (i, r) in decoded.readings.enumerated() {
+                    let n = decoded.firstSequence + UInt64(i)
+                    guard n > seq, n <= durableUpTo else { continue }
+                    if let filter, !filter(r) { continue }
+                    out.append((n, r))
+                    if out.count >= limit { return ReadResult(readings: out, gap: gap) }
+                }
+            }
+        }
+        return ReadResult(readings: out, gap: gap)
+    }
+
+    /// Durable readings whose time is in `range`, using each frame's time bounds to skip what cannot match.
+    public func read(timeRange range: ClosedRange<UInt64>? = nil, from: UTCInstant, to: UTCInstant, limit: Int = .max,
+                     filter: (@Sendable (Reading) -> Bool)? = nil) throws(StoreError) -> [(seq: UInt64, reading: Reading)] {
+        let durableUpTo = durable.withLock { $0 }
+        var out: [(seq: UInt64, reading: Reading)] = []
+        for (s, segment) in log.segments.enumerated() {
+            guard let lo = segment.minTime, let hi = segment.maxTime, hi >= from, lo <= to else { continue }
+            for (f, frame) in segment.frames.enumerated()
+            where frame.summary.maxTime >= from && frame.summary.minTime <= to && frame.summary.firstSequence <= durableUpTo {
+                var dictionary = segment.state
+                let body = try log.readFrame(segment: s, frame: f)
+                guard let decoded = try? BatchCodec.decode(body[...], dictionary: &dictionary) else {
+                    throw StoreError(call: "read", path: segment.path, errno: 0, detail: "undecodable frame at \(frame.offset)")
+                }
+                for (i, r) in decoded.readings.enumerated() where r.time >= from && r.time <= to {
+                    let n = decoded.firstSequence + UInt64(i)
+                    guard n <= durableUpTo else { continue }
+                    if let filter, !filter(r) { continue }
+                    out.append((n, r))
+                    if out.count >= limit { return out }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Compatibility with the skeleton's reader API.
+    public func read(after seq: UInt64, limit: Int) throws(StoreError) -> [(seq: UInt64, reading: Reading)] {
+        try read(after: seq, limit: limit, filter: nil).readings
+    }
+
+    /// A stream of the highest durable sequence number after each commit (newest only).
+    public func updates() -> AsyncStream<UInt64> {
+        let (stream, continuation) = AsyncStream.makeStream(of: UInt64.self, bufferingPolicy: .bufferingNewest(1))
+        let id = nextSubscriber
+        nextSubscriber += 1
+        subscribers[id] = continuation
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            Task { await self.removeSubscriber(id) }
+        }
+        let d = durable.withLock { $0 }
+        if d > 0 { continuation.yield(d) }
+        return stream
+    }
+
+    private func removeSubscriber(_ id: Int) { subscribers[id] = nil }
+
+    /// Drops, write failures and recoveries, for the daemon to log and publish.
+    public nonisolated var events: AsyncStream<StoreEvent> { eventStream }
+
+    public func statistics() -> Statistics {
+        let p = pending.withLock { ($0.readings.count, $0.droppedInMemory) }
+        return Statistics(firstSequence: log.firstSequence, lastDurableSequence: durable.withLock { $0 },
+                          segments: log.segments.count, bytes: log.totalBytes,
+                          readings: log.segments.reduce(0) { $0 + $1.count }, droppedReadings: droppedReadings,
+                          droppedInMemory: p.1, pendingReadings: p.0, commits: commits, syncs: syncs, lastError: failing)
+    }
+
+    /// What recovery found and did when this store was opened.
+    public nonisolated let recoveryReport: RecoveryReport
+
+    // MARK: Cursors
+
+    private var cursors: Cursors { Cursors(fs: fs, directory: directory + "/cursors") }
+
+    /// The last sequence number the named reader has finished with (0 = nothing yet).
+    public func cursor(_ name: String) throws(StoreError) -> UInt64 { try cursors.read(name) ?? 0 }
+
+    /// Durably moves the named cursor.
+    public func setCursor(_ name: String, to seq: UInt64) throws(StoreError) { try cursors.write(name, seq) }
+
+    // MARK: Closing
+
+    /// Commits what is pending, closes the files and ends the store's thread. Waiters still waiting fail.
+    public func close() {
+        commit()
+        closed = true
+        log.close()
+        for w in waiters { w.continuation.resume(throwing: StoreError(call: "close", path: directory, errno: 0, detail: "store closed")) }
+        waiters.removeAll()
+        for c in subscribers.values { c.finish() }
+        subscribers.removeAll()
+        eventContinuation.finish()
+        commitSignal.finish()
+        executor.shutdown()
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), stored in every segment header so readings can be told
+/// apart across reboots (wall-clock steps at boot are common on boxes without an RTC).
+public enum BootID {
+    public static let current: [UInt8] = {
+        let fs = PosixFileIO()
+        let path = "/proc/sys/kernel/random/boot_id"
+        guard let file = try? fs.open(path, create: false) else { return Array(repeating: 0, count: 16) }
+        defer { fs.close(file) }
+        // procfs reports size 0: read what is there (36 characters of a UUID).
+        guard let text = try? fs.read(file, path: path, count: 36, at: 0) else { return Array(repeating: 0, count: 16) }
+        let hex = text.filter { $0 != UInt8(ascii: "-") }
+        var out: [UInt8] = []
+        var i = 0
+        while i + 1 < hex.count, out.count < 16 {
+            guard let b = UInt8(String(decoding: hex[i..<i + 2], as: UTF8.self), radix: 16) else { break }
+            out.append(b)
+            i += 2
+        }
+        return out.count == 16 ? out : Array(repeating: 0, count: 16)
+    }()
+}

@@ -1,0 +1,519 @@
+import KilnTallyCore
+import Logging
+
+/// What the segment layer needs to know of one frame: the sequence numbers and time span it holds.
+public struct FrameSummary: Sendable, Hashable {
+    public var firstSequence: UInt64
+    public var count: Int
+    public var minTime: UTCInstant
+    public var maxTime: UTCInstant
+    public init(firstSequence: UInt64, count: Int, minTime: UTCInstant, maxTime: UTCInstant) {
+        self.firstSequence = firstSequence
+        self.count = count
+        self.minTime = minTime
+        self.maxTime = maxTime
+    }
+    public var lastSequence: UInt64 { firstSequence + UInt64(count) - 1 }
+}
+
+/// How the frames of one kind of log are read when a segment is opened (the ring's reading batches, the ledger's
+/// records). Frame bodies are opaque to the segment layer.
+public protocol FrameFormat {
+    associatedtype SegmentState
+    /// Stored in every segment header, so a segment of one log is never read as the other.
+    static var segmentKind: UInt8 { get }
+    static var fileExtension: String { get }
+    static func emptyState() -> SegmentState
+    /// Summarizes a frame whose checksum is good, learning whatever per-segment state later frames rely on.
+    static func summarize(_ body: ArraySlice<UInt8>, state: inout SegmentState) throws -> FrameSummary
+    /// The fewest bytes (frame header included) one sequence number can take: bounds how many numbers a damaged
+    /// region could have held, so none is handed out twice.
+    static var minimumBytesPerSequence: Int { get }
+}
+
+/// One segment file: `seg-<first sequence, 20 digits>.<ext>`.
+///
+/// Header (44 bytes): magic `KTSG` · format version u16 · kind u8 · flags u8 (bit 0: clock synchronized at
+/// creation) · first sequence u64 · created at (ns since epoch) i64 · boot id (16 bytes) · CRC-32C of the 40
+/// bytes before it. Then frames: length u32 · CRC-32C u32 of the body · body. All little-endian.
+struct Segment<F: FrameFormat> {
+    struct Frame {
+        var offset: Int64
+        var length: Int
+        var summary: FrameSummary
+    }
+
+    var path: String
+    var name: String
+    var header: SegmentHeader
+    var frames: [Frame] = []
+    var size: Int64
+    var state: F.SegmentState
+
+    var firstSequence: UInt64 { frames.first?.summary.firstSequence ?? header.firstSequence }
+    var lastSequence: UInt64? { frames.last?.summary.lastSequence }
+    var count: Int { frames.reduce(0) { $0 + $1.summary.count } }
+    var minTime: UTCInstant? { frames.map(\.summary.minTime).min() }
+    var maxTime: UTCInstant? { frames.map(\.summary.maxTime).max() }
+}
+
+public struct SegmentHeader: Sendable, Hashable {
+    public static let magic: [UInt8] = Array("KTSG".utf8)
+    public static let formatVersion: UInt16 = 1
+    public static let size = 44
+
+    public var kind: UInt8
+    public var clockSynchronized: Bool
+    public var firstSequence: UInt64
+    public var createdAt: UTCInstant
+    public var bootID: [UInt8]  // 16 bytes
+
+    func encoded() -> [UInt8] {
+        var b = Self.magic
+        b.appendLE16(Self.formatVersion)
+        b.append(kind)
+        b.append(clockSynchronized ? 1 : 0)
+        b.appendLE(firstSequence)
+        b.appendLE(UInt64(bitPattern: createdAt.nanosecondsSinceEpoch))
+        b.append(contentsOf: bootID.prefix(16))
+        if bootID.count < 16 { b.append(contentsOf: repeatElement(0, count: 16 - bootID.count)) }
+        b.appendLE(CRC32C.checksum(b))
+        return b
+    }
+
+    enum DecodeResult { case ok(SegmentHeader), newerVersion(UInt16), damaged(String) }
+
+    static func decode(_ b: [UInt8]) -> DecodeResult {
+        guard b.count >= size, Array(b[0..<4]) == magic else { return .damaged("bad magic") }
+        var r = ByteReader(b[4..<size])
+        let version = UInt16(r.u8()!) | UInt16(r.u8()!) << 8
+        if version > formatVersion { return .newerVersion(version) }
+        guard CRC32C.checksum(b[0..<40]) == UInt32(b[40]) | UInt32(b[41]) << 8 | UInt32(b[42]) << 16 | UInt32(b[43]) << 24 else {
+            return .damaged("header checksum")
+        }
+        let kind = r.u8()!
+        let flags = r.u8()!
+        let first = r.u64()!
+        let created = Int64(bitPattern: r.u64()!)
+        return .ok(SegmentHeader(kind: kind, clockSynchronized: flags & 1 != 0, firstSequence: first,
+                                 createdAt: UTCInstant(nanosecondsSinceEpoch: created), bootID: Array(b[24..<40])))
+    }
+}
+
+/// What recovery found and did at open, for logs, `store verify` and events.
+public struct RecoveryReport: Sendable, Hashable {
+    public var segments = 0
+    public var records = 0
+    public var truncatedBytes: Int64 = 0
+    public var quarantined: [String] = []
+    public var skippedSequences: UInt64 = 0
+    /// What was wrong with each segment quarantined now.
+    public var damage: [String] = []
+    /// Segments quarantined by an earlier open, still kept aside.
+    public var alreadyQuarantined: [String] = []
+    public var isClean: Bool { truncatedBytes == 0 && quarantined.isEmpty }
+}
+
+/// A directory of segment files holding checksummed frames with increasing sequence numbers: the shared engine
+/// under the reading ring and the ledger. Not thread-safe: its owner (an actor on its own thread) serializes use.
+///
+/// Recovery at open never refuses to start because of damaged data: a torn tail of the last segment (a short
+/// frame, or a damaged frame followed only by zeros) is cut off; any other damage quarantines the segment (renamed
+/// to `*.quarantined`, never deleted) and the log carries on, skipping every sequence number the damaged part
+/// could have held. Only a segment written by a newer format version stops the open, with a clear message.
+final class SegmentedLog<F: FrameFormat> {
+    let fs: any FileIO
+    let directory: String
+    let logger: Logger
+    private(set) var segments: [Segment<F>] = []
+    private var active: FileID?
+    /// The next sequence number to hand out (after recovery: above everything stored, quarantined or cursored).
+    var nextSequence: UInt64 = 1
+    private(set) var report = RecoveryReport()
+    private let bootID: [UInt8]
+    /// Inspect only: recovery reports what it would cut or quarantine and changes nothing (`store verify`).
+    let readOnly: Bool
+
+    static var maximumFrameBody: Int { 16 << 20 }
+
+    init(fs: any FileIO, directory: String, bootID: [UInt8], readOnly: Bool = false, logger: Logger) throws(StoreError) {
+        self.fs = fs
+        self.directory = directory
+        self.bootID = bootID
+        self.readOnly = readOnly
+        self.logger = logger
+        if !readOnly { try fs.makeDirectories(directory) }
+        try recover()
+    }
+
+    var totalBytes: Int64 { segments.reduce(0) { $0 + $1.size } }
+    var lastSequence: UInt64? { segments.last(where: { $0.lastSequence != nil })?.lastSequence }
+    var firstSequence: UInt64? { segments.first(where: { $0.lastSequence != nil })?.firstSequence }
+
+    static func segmentName(first: UInt64) -> String {
+        let digits = String(first)
+        return "seg-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + "." + F.fileExtension
+    }
+
+    // MARK: Recovery
+
+    private func recover() throws(StoreError) {
+        let suffix = "." + F.fileExtension
+        let all = try fs.list(directory)
+        // A salvage that a crash interrupted left its temp file; the original is still in place.
+        if !readOnly {
+            for stale in all where stale.hasSuffix(".salvage") { try fs.remove(directory + "/" + stale) }
+        }
+        let names = all.filter { $0.hasPrefix("seg-") && $0.hasSuffix(suffix) }.sorted()
+        var highestSeen: UInt64 = 0
+        for (i, name) in names.enumerated() {
+            let isLast = i == names.count - 1
+            let path = directory + "/" + name
+            let file = try fs.open(path, create: false)
+            defer { fs.close(file) }
+            let size = try fs.size(file, path: path)
+            if size < Int64(SegmentHeader.size) {
+                if isLast {
+                    // Torn while the segment was being created: nothing in it was ever durable.
+                    if !readOnly {
+                        try fs.remove(path)
+                        try fs.syncDirectory(directory)
+                    }
+                    report.truncatedBytes += size
+                    logger.warning("store: removed a segment torn at creation", metadata: ["path": "\(path)"])
+                } else {
+                    try quarantine(path, reason: "shorter than its header")
+                }
+                continue
+            }
+            let header: SegmentHeader
+            switch SegmentHeader.decode(try fs.read(file, path: path, count: SegmentHeader.size, at: 0)) {
+            case .ok(let h) where h.kind == F.segmentKind:
+                header = h
+            case .ok(let h):
+                try quarantine(path, reason: "segment kind \(h.kind), expected \(F.segmentKind)")
+                continue
+            case .newerVersion(let v):
+                throw StoreError(call: "open", path: path, errno: 0,
+                                 detail: "segment format version \(v) is newer than this binary reads (\(SegmentHeader.formatVersion)); "
+                                     + "run the newer kilntally or move the store aside")
+            case .damaged(let why):
+                try quarantine(path, reason: "header: \(why)")
+                continue
+            }
+            highestSeen = max(highestSeen, header.firstSequence)
+            var segment = Segment<F>(path: path, name: name, header: header, size: size, state: F.emptyState())
+            let scan = try scanFrames(file, path: path, size: size, into: &segment)
+            if let last = segment.lastSequence { highestSeen = max(highestSeen, last) }
+            let firstBad = scan.damaged.first?.offset ?? scan.end
+            if firstBad < size {
+                // Torn tail: only the last segment, nothing good after the first bad byte, and what follows the
+                // first damaged frame is nothing or zeros (blocks allocated but never written).
+                let goodAfter = segment.frames.contains { $0.offset > firstBad }
+                var torn = isLast && !goodAfter
+                if torn, let d = scan.damaged.first {
+                    torn = try isZeroFilled(file, path: path, from: d.end, to: size)
+                } else if torn, scan.stopReason != nil {
+                    torn = try isZeroFilled(file, path: path, from: scan.end, to: size)
+                }
+                if torn {
+                    if !readOnly {
+                        try fs.truncate(file, path: path, to: firstBad)
+                        try fs.sync(file, path: path)
+                    }
+                    segment.size = firstBad
+                    report.truncatedBytes += size - firstBad
+                    logger.warning("store: cut a torn tail", metadata: ["path": "\(path)", "bytes": "\(size - firstBad)"])
+                } else {
+                    // Damage inside the log: keep the whole file aside, carry on with its good frames.
+                    let unreadableTail = size - scan.end
+                    if unreadableTail > 0 {
+                        let skipped = UInt64(unreadableTail) / UInt64(F.minimumBytesPerSequence) + 1
+                        report.skippedSequences += skipped
+                        highestSeen = max(highestSeen, (segment.lastSequence ?? header.firstSequence) + skipped)
+                    }
+                    let reasons = scan.damaged.map(\.reason) + (scan.stopReason.map { [$0] } ?? [])
+                    try salvage(&segment, from: file, reason: reasons.joined(separator: "; "))
+                }
+            }
+            report.records += segment.count
+            segments.append(segment)
+        }
+        report.segments = segments.count
+        report.alreadyQuarantined = try fs.list(directory).filter { $0.contains(".quarantined") }.sorted()
+            .filter { name in !report.quarantined.contains { $0.hasSuffix("/" + name) } }
+        nextSequence = max(nextSequence, highestSeen + 1)
+        if let last = segments.last, !readOnly {
+            active = try fs.open(last.path, create: false)
+        }
+    }
+
+    struct Scan {
+        /// Where scanning stopped: the file size, or the start of a short/garbled frame.
+        var end: Int64
+        /// Frames skipped because their checksum or content was bad: (offset, end, reason).
+        var damaged: [(offset: Int64, end: Int64, reason: String)] = []
+        /// Why scanning stopped before the end, if it did because of a garbled frame header.
+        var stopReason: String?
+    }
+
+    /// Reads the frames of a segment into its index. A frame with a plausible length but a bad checksum is
+    /// skipped and scanning resumes after it, so one bad block costs one frame, not the rest of the segment.
+    private func scanFrames(_ file: FileID, path: String, size: Int64, into segment: inout Segment<F>) throws(StoreError) -> Scan {
+        var offset = Int64(SegmentHeader.size)
+        var scan = Scan(end: size)
+        // Read in large chunks: a frame-by-frame pread would cost two system calls per frame.
+        let chunk = 4 << 20
+        var buffer: [UInt8] = []
+        var bufferStart: Int64 = offset
+        func bytes(_ at: Int64, _ count: Int) throws(StoreError) -> ArraySlice<UInt8> {
+            if at < bufferStart || at + Int64(count) > bufferStart + Int64(buffer.count) {
+                let n = Int(min(size - at, Int64(max(chunk, count))))
+                buffer = try fs.read(file, path: path, count: n, at: at)
+                bufferStart = at
+            }
+            let s = Int(at - bufferStart)
+            return buffer[s..<s + count]
+        }
+        while offset < size {
+            guard offset + 8 <= size else { scan.end = offset; return scan }
+            var hr = ByteReader(try bytes(offset, 8))
+            let length = Int(hr.u32()!)
+            let crc = hr.u32()!
+            guard length > 0, length <= Self.maximumFrameBody else {
+                scan.end = offset
+                scan.stopReason = "frame length \(length) at offset \(offset)"
+                return scan
+            }
+            let frameEnd = offset + 8 + Int64(length)
+            guard frameEnd <= size else { scan.end = offset; return scan }
+            let body = try bytes(offset + 8, length)
+            guard CRC32C.checksum(body) == crc else {
+                scan.damaged.append((offset, frameEnd, "bad checksum at offset \(offset)"))
+                offset = frameEnd
+                continue
+            }
+            var state = segment.state
+            let summary: FrameSummary
+            do {
+                summary = try F.summarize(body, state: &state)
+            } catch {
+                scan.damaged.append((offset, frameEnd, "undecodable frame at offset \(offset): \(error)"))
+                offset = frameEnd
+                continue
+            }
+            if let last = segment.lastSequence ?? lastSequence, summary.firstSequence <= last {
+                scan.damaged.append((offset, frameEnd, "sequence \(summary.firstSequence) does not follow \(last) at offset \(offset)"))
+                offset = frameEnd
+                continue
+            }
+            segment.state = state
+            segment.frames.append(.init(offset: offset, length: length, summary: summary))
+            offset = frameEnd
+        }
+        return scan
+    }
+
+    private func isZeroFilled(_ file: FileID, path: String, from start: Int64, to end: Int64) throws(StoreError) -> Bool {
+        var at = start
+        while at < end {
+            let chunk = try fs.read(file, path: path, count: Int(min(end - at, 1 << 20)), at: at)
+            if chunk.contains(where: { $0 != 0 }) { return false }
+            at += Int64(chunk.count)
+        }
+        return true
+    }
+
+    /// A segment with damage inside: its good frames are written to a new file (synced), the original is kept
+    /// aside whole (`*.quarantined`), and the new file takes its place. Until the new file is complete the original
+    /// stays where it was, so a crash part-way leaves the store as it was before.
+    private func salvage(_ segment: inout Segment<F>, from file: FileID, reason: String) throws(StoreError) {
+        report.damage.append("\(segment.path): \(reason)")
+        if readOnly {
+            report.quarantined.append(segment.path)
+            return
+        }
+        var out = segment.header.encoded()
+        var frames: [Segment<F>.Frame] = []
+        for frame in segment.frames {
+            let bytes = try fs.read(file, path: segment.path, count: frame.length + 8, at: frame.offset)
+            frames.append(.init(offset: Int64(out.count), length: frame.length, summary: frame.summary))
+            out.append(contentsOf: bytes)
+        }
+        let temp = segment.path + ".salvage"
+        let t = try fs.open(temp, create: true)
+        do {
+            try fs.truncate(t, path: temp, to: 0)
+            try fs.write(t, path: temp, out, at: 0)
+            try fs.sync(t, path: temp)
+        } catch {
+            fs.close(t)
+            throw error
+        }
+        fs.close(t)
+        let aside = try quarantineName(segment.path)
+        try fs.rename(segment.path, to: aside)
+        try fs.rename(temp, to: segment.path)
+        try fs.syncDirectory(directory)
+        segment.frames = frames
+        segment.size = Int64(out.count)
+        report.quarantined.append(aside)
+        logger.error("store: damaged segment salvaged: its good frames stay in the store, the original is kept aside",
+                     metadata: ["path": "\(segment.path)", "original_moved_to": "\(aside)", "reason": "\(reason)",
+                                "frames_kept": "\(frames.count)"])
+    }
+
+    private func quarantineName(_ path: String) throws(StoreError) -> String {
+        var target = path + ".quarantined"
+        var n = 1
+        let existing = Set(try fs.list(directory).map { directory + "/" + $0 })
+        while existing.contains(target) {
+            n += 1
+            target = path + ".quarantined-\(n)"
+        }
+        return target
+    }
+
+    private func quarantine(_ path: String, reason: String) throws(StoreError) {
+        if readOnly {
+            report.quarantined.append(path)
+            report.damage.append("\(path): \(reason)")
+            return
+        }
+        let target = try quarantineName(path)
+        try fs.rename(path, to: target)
+        try fs.syncDirectory(directory)
+        report.quarantined.append(target)
+        report.damage.append("\(path): \(reason)")
+        logger.error("store: quarantined a damaged segment; the store carries on without it",
+                     metadata: ["path": "\(path)", "moved_to": "\(target)", "reason": "\(reason)"])
+    }
+
+    // MARK: Writing
+
+    /// Starts a new segment whose first sequence is `first`: created, header written and synced, directory synced,
+    /// all before anything is appended to it.
+    func startSegment(first: UInt64, clockSynchronized: Bool, now: UTCInstant) throws(StoreError) {
+        if let poisoned { throw poisoned }
+        if let active { fs.close(active) }
+        active = nil
+        let name = Self.segmentName(first: first)
+        let path = directory + "/" + name
+        let header = SegmentHeader(kind: F.segmentKind, clockSynchronized: clockSynchronized, firstSequence: first,
+                                   createdAt: now, bootID: bootID)
+        let file = try fs.open(path, create: true)
+        do {
+            try fs.truncate(file, path: path, to: 0)
+            try fs.write(file, path: path, header.encoded(), at: 0)
+            try fs.sync(file, path: path)
+            try fs.syncDirectory(directory)
+        } catch {
+            fs.close(file)
+            throw error
+        }
+        active = file
+        segments.append(Segment(path: path, name: name, header: header, size: Int64(SegmentHeader.size), state: F.emptyState()))
+    }
+
+    /// Writes frames to the active segment (not yet durable: call `sync`). On failure the segment is cut back to
+    /// where it was, so a later append starts clean.
+    func write(frames: [(body: [UInt8], summary: FrameSummary)], stateAfter: F.SegmentState) throws(StoreError) {
+        if let poisoned { throw poisoned }
+        guard let active, var segment = segments.last else {
+            throw StoreError(call: "write", path: directory, errno: 0, detail: "no active segment")
+        }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(frames.reduce(0) { $0 + $1.body.count + 8 })
+        var index: [Segment<F>.Frame] = []
+        for (body, summary) in frames {
+            index.append(.init(offset: segment.size + Int64(buffer.count), length: body.count, summary: summary))
+            buffer.appendLE(UInt32(body.count))
+            buffer.appendLE(CRC32C.checksum(body))
+            buffer.append(contentsOf: body)
+        }
+        do {
+            try fs.write(active, path: segment.path, buffer, at: segment.size)
+        } catch {
+            try? fs.truncate(active, path: segment.path, to: segment.size)
+            throw error
+        }
+        segment.frames.append(contentsOf: index)
+        segment.size += Int64(buffer.count)
+        segment.state = stateAfter
+        segments[segments.count - 1] = segment
+        if let last = index.last { nextSequence = max(nextSequence, last.summary.lastSequence + 1) }
+    }
+
+    /// Forgets frames written since `frameCount`/`size` after a failed sync (their durability is unknown), and cuts
+    /// the file back so they cannot come back at recovery under numbers handed out again.
+    func rollBack(toFrameCount frameCount: Int, size: Int64, state: F.SegmentState) throws(StoreError) {
+        guard let active, var segment = segments.last else { return }
+        let firstRemoved = segment.frames.count > frameCount ? segment.frames[frameCount].summary.firstSequence : nil
+        segment.frames.removeSubrange(frameCount...)
+        segment.size = size
+        segment.state = state
+        segments[segments.count - 1] = segment
+        do {
+            try fs.truncate(active, path: segment.path, to: size)
+            try fs.sync(active, path: segment.path)
+        } catch {
+            // The frames may still be on disk: their numbers are never handed out again, and nothing more is
+            // written until the log is reopened (recovery then decides what is there).
+            poisoned = StoreError(call: error.call, path: error.path, errno: error.errno,
+                                  detail: "could not undo a failed write; writes refused until the store is reopened")
+            logger.critical("store: \(poisoned!)")
+            throw error
+        }
+        // Provably gone: the numbers can be used again.
+        if let firstRemoved { nextSequence = firstRemoved }
+    }
+
+    /// Set when a failed write could not be undone.
+    private(set) var poisoned: StoreError?
+
+    func sync() throws(StoreError) {
+        guard let active, let segment = segments.last else { return }
+        try fs.sync(active, path: segment.path)
+    }
+
+    /// Removes the oldest segments (never the active one) while the log is larger than `maxBytes`.
+    /// Returns the summaries of what was dropped.
+    func dropOldest(whileLargerThan maxBytes: Int64) throws(StoreError) -> [(name: String, count: Int, first: UInt64, last: UInt64)] {
+        var dropped: [(String, Int, UInt64, UInt64)] = []
+        while totalBytes > maxBytes, segments.count > 1 {
+            let oldest = segments.removeFirst()
+            try fs.remove(oldest.path)
+            dropped.append((oldest.name, oldest.count, oldest.firstSequence, oldest.lastSequence ?? oldest.firstSequence))
+        }
+        if !dropped.isEmpty { try fs.syncDirectory(directory) }
+        return dropped
+    }
+
+    /// Reads a frame body and checks its checksum again (the disk may have changed since open).
+    func readFrame(segment s: Int, frame f: Int) throws(StoreError) -> [UInt8] {
+        let segment = segments[s]
+        let frame = segment.frames[f]
+        let file: FileID
+        let isActive = s == segments.count - 1 && active != nil  // read-only logs open each segment per read
+        if isActive { file = active! } else { file = try fs.open(segment.path, create: false) }
+        defer { if !isActive { fs.close(file) } }
+        let bytes = try fs.read(file, path: segment.path, count: frame.length + 8, at: frame.offset)
+        var hr = ByteReader(bytes[0..<8])
+        _ = hr.u32()
+        let crc = hr.u32()!
+        let body = Array(bytes[8...])
+        guard CRC32C.checksum(body) == crc else {
+            throw StoreError(call: "read", path: segment.path, errno: EIO, detail: "frame at offset \(frame.offset) no longer matches its checksum")
+        }
+        return body
+    }
+
+    func close() {
+        if let active { fs.close(active) }
+        active = nil
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

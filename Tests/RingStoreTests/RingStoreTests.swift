@@ -1,0 +1,321 @@
+import Foundation
+import KilnTallyCore
+import Logging
+@testable import RingStore
+import TestSupport
+import Testing
+
+let quietLogger: Logger = {
+    var l = Logger(label: "ring-test")
+    l.logLevel = .critical
+    return l
+}()
+
+func openRing(_ fs: SimulatedFileSystem, _ options: RingStore.Options = .init()) async throws -> RingStore {
+    try await RingStore(directory: "/state/readings", options: options, fs: fs, clock: ManualClock(start: UTCInstant(secondsSinceEpoch: 1_790_000_000)),
+                        bootID: Array(repeating: 7, count: 16), logger: quietLogger)
+}
+
+/// Everything the store holds, in order.
+func everything(_ store: RingStore) async throws -> [(seq: UInt64, reading: Reading)] {
+    var out: [(seq: UInt64, reading: Reading)] = []
+    var after: UInt64 = 0
+    while true {
+        let batch = try await store.read(after: after, limit: 5000, filter: nil)
+        guard let last = batch.readings.last else { return out }
+        out += batch.readings
+        after = last.seq
+    }
+}
+
+@Suite("Ring store", .serialized)
+struct RingStoreTests {
+    @Test("append, read back exactly, sequence numbers continue across reopen")
+    func roundTripAndReopen() async throws {
+        let fs = SimulatedFileSystem()
+        var store = try await openRing(fs)
+        let r1 = try await store.append((1...500).map(sampleReading))
+        #expect(r1 == 1...500)
+        await store.close()
+        store = try await openRing(fs)
+        #expect(await store.lastSequence == 500)
+        #expect(try await store.append((501...600).map(sampleReading)) == 501...600)
+        let all = try await everything(store)
+        #expect(all.map(\.seq) == Array(1...600))
+        #expect(all.allSatisfy { $0.reading == sampleReading($0.seq) })
+        await store.close()
+    }
+
+    @Test("submit does not make readings visible before they are durable")
+    func readersSeeDurableOnly() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options()
+        options.syncInterval = .seconds(3600)
+        let store = try await openRing(fs, options)
+        let range = store.submit((1...10).map(sampleReading))
+        #expect(range == 1...10)
+        #expect(try await store.read(after: 0, limit: 100, filter: nil).readings.isEmpty)
+        await store.commit()
+        #expect(try await store.read(after: 0, limit: 100, filter: nil).readings.count == 10)
+        await store.close()
+    }
+
+    @Test("power cut at random moments: everything reported durable survives, numbers never go back", arguments: 0..<40)
+    func powerCut(seed: UInt64) async throws {
+        let fs = SimulatedFileSystem()
+        var rng = SplitMix64(seed: seed &* 7919 &+ 1)
+        var options = RingStore.Options(maxBytes: 1 << 30)
+        options.segmentBytes = 4096  // roll often: segment creation is where a missing directory sync would show
+        options.syncInterval = .seconds(3600)
+        var durableUpTo: UInt64 = 0
+        var handedOut: UInt64 = 0
+        for round in 0..<3 {
+            let store = try await openRing(fs, options)
+            var next = await store.lastSequence + 1
+            #expect(next > durableUpTo, "round \(round): numbering went back")
+            for _ in 0..<Int(rng.next() % 8 + 1) {
+                let n = UInt64(rng.next() % 120 + 1)
+                let start = next
+                let range = store.submit((0..<n).map { sampleReading(start + $0) })!
+                #expect(range.lowerBound == start)
+                next = range.upperBound + 1
+                handedOut = range.upperBound
+                if rng.next() % 3 != 0 {
+                    try await store.waitUntilDurable(range.upperBound)
+                    durableUpTo = range.upperBound
+                }
+            }
+            // Some submitted readings are still in flight when the power goes: they may be lost, nothing earlier.
+            _ = store.submit((0..<5).map { sampleReading(handedOut + 1 + $0) })
+            let what = fs.powerCut(seed: rng.next())
+            let reopened = try await openRing(fs, options)
+            let all = try await everything(reopened)
+            let seqs = all.map(\.seq)
+            #expect(seqs == seqs.sorted() && Set(seqs).count == seqs.count, "strictly increasing, no duplicates")
+            #expect(all.allSatisfy { $0.reading == sampleReading($0.seq) }, "intact")
+            let present = Set(seqs)
+            let missing = (1...max(durableUpTo, 1)).filter { durableUpTo > 0 && !present.contains($0) }
+            #expect(missing.isEmpty, "seed \(seed) round \(round): durable readings lost: \(missing.prefix(10))…\n\(what)")
+            await reopened.close()
+        }
+    }
+
+    @Test("a failed fsync is not reported durable, the readings are retried and kept")
+    func failedSyncIsRetried() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options()
+        options.syncInterval = .seconds(3600)
+        let store = try await openRing(fs, options)
+        try await store.append((1...5).map(sampleReading))
+        fs.failNext("fdatasync", errno: EIO)
+        let range = store.submit((6...9).map(sampleReading))!
+        await store.commit()
+        #expect(store.lastDurableSequence == 5, "not durable after a failed sync")
+        #expect(await store.statistics().lastError != nil)
+        await store.commit()
+        #expect(store.lastDurableSequence == range.upperBound)
+        // The rolled-back frame must not reappear twice after a power cut.
+        fs.powerCut(seed: 3)
+        let reopened = try await openRing(fs, options)
+        #expect(try await everything(reopened).map(\.seq) == Array(1...9))
+        await reopened.close()
+    }
+
+    @Test("disk full: readings queue in memory (bounded, oldest lost first, counted) and land when space returns")
+    func diskFull() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options()
+        options.syncInterval = .seconds(3600)
+        options.maxPendingReadings = 50
+        let store = try await openRing(fs, options)
+        var events = store.events.makeAsyncIterator()
+        fs.setDiskFull(true)
+        store.submit((1...30).map(sampleReading))
+        await store.commit()
+        guard case .writeFailed(let message) = await events.next() else {
+            Issue.record("no write-failed event")
+            return
+        }
+        #expect(message.contains("No space left on device"))
+        store.submit((31...70).map(sampleReading))  // 70 pending > 50: the oldest 20 are lost
+        await store.commit()
+        let stats = await store.statistics()
+        #expect(stats.droppedInMemory == 20)
+        #expect(stats.pendingReadings == 50)
+        fs.setDiskFull(false)
+        await store.commit()
+        #expect(try await everything(store).map(\.seq) == Array(21...70))
+        await store.close()
+    }
+
+    @Test("the byte bound drops whole oldest segments, counts them, raises an event, and readers see the gap")
+    func capacity() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options(maxBytes: 64 << 10)
+        options.segmentBytes = 8 << 10
+        options.syncInterval = .seconds(3600)
+        let store = try await openRing(fs, options)
+        var events = store.events.makeAsyncIterator()
+        var next: UInt64 = 1
+        for _ in 0..<200 {  // several times the capacity
+            try await store.append((next..<next + 100).map(sampleReading))
+            next += 100
+        }
+        let stats = await store.statistics()
+        #expect(stats.bytes <= options.maxBytes + options.segmentBytes + 4096)
+        #expect(stats.droppedReadings > 0)
+        #expect(stats.droppedReadings + UInt64(stats.readings) == next - 1)
+        guard case .dropped(let n, let first, _) = await events.next() else {
+            Issue.record("no drop event")
+            return
+        }
+        #expect(n > 0 && first == 1)
+        // A cursor pointing at dropped data gets the oldest available readings and the gap.
+        let result = try await store.read(after: 0, limit: 10, filter: nil)
+        #expect(result.gap?.lowerBound == 1)
+        #expect(result.readings.first?.seq == result.gap!.upperBound + 1)
+        await store.close()
+    }
+
+    @Test("corruption: a flipped byte mid-file costs one frame; the original is kept aside, the rest stays readable")
+    func flippedByteMidFile() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options(maxBytes: 1 << 30)
+        options.segmentBytes = 4096
+        var store = try await openRing(fs, options)
+        for i in 0..<10 { try await store.append((UInt64(i * 100 + 1)...UInt64(i * 100 + 100)).map(sampleReading)) }
+        await store.close()
+        let dir = "/state/readings/segments"
+        let names = try fs.list(dir).sorted()
+        #expect(names.count >= 3)
+        var bytes = fs.contents(of: dir + "/" + names[1])!
+        bytes[SegmentHeader.size + 20] ^= 0x40
+        fs.overwrite(dir + "/" + names[1], with: bytes)
+
+        store = try await openRing(fs, options)
+        let report = store.recoveryReport
+        #expect(report.quarantined.count == 1)
+        #expect(try fs.list(dir).contains { $0.hasSuffix(".quarantined") }, "kept aside, not deleted")
+        let seqs = try await everything(store).map(\.seq)
+        #expect(seqs.first == 1 && seqs.last == 1000, "segments before and after the damage are readable")
+        #expect(seqs.count < 1000)
+        let next = try await store.append([sampleReading(5000)])!
+        #expect(next.lowerBound > 1000)
+        await store.close()
+    }
+
+    @Test("corruption at the tail, a truncated last segment, a zeroed page, a missing segment: open succeeds", arguments: ["tail-flip", "truncate", "zero-page", "missing"])
+    func corruptionKinds(kind: String) async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options(maxBytes: 1 << 30)
+        options.segmentBytes = 2048
+        var store = try await openRing(fs, options)
+        for i in 0..<12 { try await store.append((UInt64(i * 50 + 1)...UInt64(i * 50 + 50)).map(sampleReading)) }
+        await store.close()
+        let dir = "/state/readings/segments"
+        let names = try fs.list(dir).sorted()
+        try #require(names.count >= 3, "the fixture needs several segments: \(names)")
+        let last = dir + "/" + names.last!
+        var bytes = fs.contents(of: last)!
+        switch kind {
+        case "tail-flip": bytes[bytes.count - 3] ^= 0xFF
+        case "truncate": bytes.removeLast(37)
+        case "zero-page":
+            let page = min(bytes.count - 1, 4096)
+            for i in max(SegmentHeader.size, page - 512)..<page { bytes[i] = 0 }
+        default: try fs.remove(dir + "/" + names[1])
+        }
+        if kind != "missing" { fs.overwrite(last, with: bytes) }
+        store = try await openRing(fs, options)
+        let all = try await everything(store)
+        #expect(!all.isEmpty)
+        #expect(all.allSatisfy { $0.reading == sampleReading($0.seq) })
+        #expect(all.map(\.seq) == all.map(\.seq).sorted())
+        let next = try await store.append([sampleReading(9999)])!
+        #expect(next.lowerBound > all.last!.seq)
+        await store.close()
+    }
+
+    @Test("a segment of a newer format is refused with a clear message, never quarantined")
+    func newerFormatRefused() async throws {
+        let fs = SimulatedFileSystem()
+        var store = try await openRing(fs)
+        try await store.append([sampleReading(1)])
+        await store.close()
+        let dir = "/state/readings/segments"
+        let path = dir + "/" + (try fs.list(dir).first!)
+        var bytes = fs.contents(of: path)!
+        bytes[4] = 9
+        fs.overwrite(path, with: bytes)
+        do {
+            store = try await openRing(fs)
+            Issue.record("opened a newer format")
+            await store.close()
+        } catch {
+            #expect("\(error)".contains("format version 9 is newer"))
+        }
+        #expect(try fs.list(dir).allSatisfy { !$0.contains("quarantined") })
+    }
+
+    @Test("time-range reads and filters")
+    func timeRange() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options(maxBytes: 1 << 30)
+        options.segmentBytes = 4096
+        let store = try await openRing(fs, options)
+        try await store.append((1...1000).map(sampleReading))
+        let from = sampleReading(200).time, to = sampleReading(299).time
+        let got = try await store.read(from: from, to: to)
+        #expect(got.map(\.seq) == Array(200...299))
+        let onlyDev1 = try await store.read(from: from, to: to, filter: { $0.device == "dev1" })
+        #expect(onlyDev1.map(\.seq) == Array(200...299).filter { $0 % 3 == 1 })
+        await store.close()
+    }
+
+    @Test("cursors are durable and set the numbering floor")
+    func cursors() async throws {
+        let fs = SimulatedFileSystem()
+        var store = try await openRing(fs)
+        try await store.append((1...10).map(sampleReading))
+        try await store.setCursor("uplink-readings", to: 10)
+        await store.close()
+        fs.powerCut(seed: 1)
+        // Even with every segment gone, numbers continue above what a reader acknowledged.
+        for name in try fs.list("/state/readings/segments") { try fs.remove("/state/readings/segments/" + name) }
+        store = try await openRing(fs)
+        #expect(try await store.cursor("uplink-readings") == 10)
+        #expect(try await store.append([sampleReading(11)]) == 11...11)
+        await store.close()
+    }
+}
+
+@Suite("Ring store crash loop", .serialized)
+struct RingStoreCrashLoopTests {
+    /// KILNTALLY_LONG=1 runs 200 iterations (the long mode); the normal run does 20.
+    static let iterations = ProcessInfo.processInfo.environment["KILNTALLY_LONG"] == "1" ? 200 : 20
+
+    @Test("SIGKILL at random moments: every number reported durable is there and intact, no duplicates")
+    func crashLoop() async throws {
+        let dir = try TemporaryDirectory()
+        let writer = try RepoPaths.builtProduct("RingStoreCrashWriter")
+        var rng = SplitMix64(seed: UInt64(UInt32.random(in: 0...UInt32.max)))
+        var durable: UInt64 = 0
+        for i in 0..<Self.iterations {
+            let p = try PeerProcess(name: "writer-\(i)", executable: writer, arguments: [dir.file("ring")], logDirectory: dir.path)
+            try await p.waitUntil("a first durable append", timeout: .seconds(20)) { p.log().contains("durable") }
+            try await Task.sleep(for: .milliseconds(Int(rng.next() % 150)))
+            p.killHard()
+            let reported = p.log().split(separator: "\n").compactMap { $0.hasPrefix("durable ") ? UInt64($0.dropFirst(8)) : nil }
+            durable = max(durable, reported.max() ?? 0)
+
+            let store = try await RingStore(directory: dir.file("ring"), logger: quietLogger)
+            let all = try await everything(store)
+            let seqs = all.map(\.seq)
+            #expect(seqs == (0..<UInt64(seqs.count)).map { $0 + 1 }, "iteration \(i): contiguous from 1, no duplicates")
+            #expect(seqs.count >= Int(durable), "iteration \(i): \(durable) reported durable, \(seqs.count) present")
+            #expect(all.allSatisfy { $0.reading == sampleReading($0.seq) }, "iteration \(i): intact")
+            await store.close()
+        }
+        #expect(durable > 0)
+    }
+}
