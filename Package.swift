@@ -91,7 +91,8 @@ let package = Package(
                                                                        .product(name: "Logging", package: "swift-log")],
                           path: "Tests/RingStoreCrashWriter"),
         .testTarget(name: "SkeletonTests", dependencies: [
-            "KilnTallyCore", "KilnTallyDaemon", "Simulator", "TestSupport",
+            "KilnTallyCore", "KilnTallyDaemon", "Simulator", "TestSupport", "RingStore",
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

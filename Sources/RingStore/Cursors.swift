@@ -2,7 +2,13 @@ import KilnTallyCore
 
 /// Durable named positions of readers (e.g. the uplink) in a log: one small file per cursor under `cursors/`,
 /// replaced atomically (write a temp file, sync it, rename it over, sync the directory).
+///
+/// File format (text, so a technician can read it): `kilntally-cursor 1\n<sequence>\n` — a magic word and the
+/// format version, then the number. A bare number (the walking skeleton's format) is still read.
 struct Cursors {
+    static let magic = "kilntally-cursor"
+    static let formatVersion = 1
+
     let fs: any FileIO
     let directory: String
 
@@ -27,9 +33,19 @@ struct Cursors {
         }
         defer { fs.close(file) }
         let size = try fs.size(file, path: path)
-        let bytes = try fs.read(file, path: path, count: Int(min(size, 64)), at: 0)
-        guard let v = UInt64(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " \n")) else {
-            throw StoreError(call: "read", path: path, errno: 0, detail: "cursor file is not a number")
+        let bytes = try fs.read(file, path: path, count: Int(min(size, 128)), at: 0)
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map { String($0).trimmingCharacters(in: " ") }
+        if lines.count == 1, let v = UInt64(lines[0]) { return v }  // the skeleton's bare number
+        let head = lines.first?.split(separator: " ") ?? []
+        guard head.count == 2, head[0] == Self.magic, let version = Int(head[1]) else {
+            throw StoreError(call: "read", path: path, errno: 0, detail: "not a kilntally cursor file")
+        }
+        guard version <= Self.formatVersion else {
+            throw StoreError(call: "read", path: path, errno: 0,
+                             detail: "cursor format version \(version) is newer than this binary reads (\(Self.formatVersion))")
+        }
+        guard lines.count >= 2, let v = UInt64(lines[1]) else {
+            throw StoreError(call: "read", path: path, errno: 0, detail: "cursor file has no sequence number")
         }
         return v
     }
@@ -40,7 +56,7 @@ struct Cursors {
         let file = try fs.open(tmp, create: true)
         do {
             try fs.truncate(file, path: tmp, to: 0)
-            try fs.write(file, path: tmp, Array("\(seq)\n".utf8), at: 0)
+            try fs.write(file, path: tmp, Array("\(Self.magic) \(Self.formatVersion)\n\(seq)\n".utf8), at: 0)
             try fs.sync(file, path: tmp)
         } catch {
             fs.close(file)

@@ -18,46 +18,63 @@ struct StoreCommand: AsyncParsableCommand {
         var json = false
 
         func run() async throws {
-            let v: StoreVerification
-            do {
-                v = try StoreInspector.verify(directory: stateDir + "/readings")
-            } catch {
-                var stderr = StandardError()
-                print("kilntally store verify: \(error)", to: &stderr)
-                throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+            var results: [StoreVerification] = []
+            var failed = false
+            for (name, verify) in [("readings", StoreInspector.verify), ("ledger", StoreInspector.verifyLedger)] {
+                let dir = stateDir + "/" + name
+                // The ledger exists once the tally has written to it; a missing store is not damage.
+                if name == "ledger", (try? PosixFileIO().list(dir)) == nil { continue }
+                do {
+                    results.append(try verify(dir, PosixFileIO()))
+                } catch {
+                    var stderr = StandardError()
+                    Swift.print("kilntally store verify: \(error)", to: &stderr)
+                    failed = true
+                }
             }
             if json {
                 var w = JSONWriter()
-                w.beginObject()
-                w.field("directory", v.directory)
-                w.field("clean", v.isClean)
-                w.field("segments", v.segments)
-                w.field("readings", v.readings)
-                w.field("bytes", v.bytes)
-                w.field("bytes_per_reading", (v.bytesPerReading * 100).rounded() / 100)
-                if let f = v.firstSequence { w.field("first_seq", f) }
-                if let l = v.lastSequence { w.field("last_seq", l) }
-                if let t = v.firstTime { w.field("first_time", t.rfc3339) }
-                if let t = v.lastTime { w.field("last_time", t.rfc3339) }
-                w.field("torn_tail_bytes", v.tornTailBytes)
-                w.key("gaps"); w.beginArray(); for g in v.gaps { w.value("\(g.lowerBound)-\(g.upperBound)") }; w.endArray()
-                w.key("damage"); w.beginArray(); for d in v.damage { w.value(d) }; w.endArray()
-                w.key("quarantined"); w.beginArray(); for q in v.quarantined { w.value(q) }; w.endArray()
-                w.endObject()
+                w.beginArray()
+                for v in results { Self.write(v, into: &w) }
+                w.endArray()
                 print(w.string)
             } else {
-                print("reading ring   \(v.directory)")
-                print("segments       \(v.segments) (\(v.bytes) bytes)")
-                print("readings       \(v.readings)" + (v.readings > 0 ? "  (\((v.bytesPerReading * 10).rounded() / 10) bytes per reading)" : ""))
-                if let f = v.firstSequence, let l = v.lastSequence { print("sequence       \(f)...\(l)") }
-                if let f = v.firstTime, let l = v.lastTime { print("time           \(f.rfc3339) ... \(l.rfc3339)") }
-                if !v.gaps.isEmpty { print("gaps           " + v.gaps.map { "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")) }
-                if v.tornTailBytes > 0 { print("torn tail      \(v.tornTailBytes) bytes (cut at the next open; normal after a power cut)") }
-                for q in v.quarantined { print("quarantined    \(q)") }
-                for d in v.damage { print("DAMAGE         \(d)") }
-                print(v.isClean ? "ok" : "damage found")
+                for v in results { Self.show(v) }
             }
-            if !v.isClean { throw ExitCode(KilnTallyExit.checkFailed.rawValue) }
+            if failed || results.contains(where: { !$0.isClean }) { throw ExitCode(KilnTallyExit.checkFailed.rawValue) }
+        }
+
+        static func write(_ v: StoreVerification, into w: inout JSONWriter) {
+            w.beginObject()
+            w.field("directory", v.directory)
+            w.field("clean", v.isClean)
+            w.field("segments", v.segments)
+            w.field(v.unit, v.readings)
+            w.field("bytes", v.bytes)
+            w.field("bytes_per_\(v.unit == "readings" ? "reading" : "record")", (v.bytesPerReading * 100).rounded() / 100)
+            if let f = v.firstSequence { w.field("first_seq", f) }
+            if let l = v.lastSequence { w.field("last_seq", l) }
+            if let t = v.firstTime { w.field("first_time", t.rfc3339) }
+            if let t = v.lastTime { w.field("last_time", t.rfc3339) }
+            w.field("torn_tail_bytes", v.tornTailBytes)
+            w.key("gaps"); w.beginArray(); for g in v.gaps { w.value("\(g.lowerBound)-\(g.upperBound)") }; w.endArray()
+            w.key("damage"); w.beginArray(); for d in v.damage { w.value(d) }; w.endArray()
+            w.key("quarantined"); w.beginArray(); for q in v.quarantined { w.value(q) }; w.endArray()
+            w.endObject()
+        }
+
+        static func show(_ v: StoreVerification) {
+            Swift.print("store          \(v.directory)")
+            Swift.print("segments       \(v.segments) (\(v.bytes) bytes)")
+            Swift.print("\(v.unit.padding(15))\(v.readings)" + (v.readings > 0 ? "  (\((v.bytesPerReading * 10).rounded() / 10) bytes each)" : ""))
+            if let f = v.firstSequence, let l = v.lastSequence { Swift.print("sequence       \(f)...\(l)") }
+            if let f = v.firstTime, let l = v.lastTime { Swift.print("time           \(f.rfc3339) ... \(l.rfc3339)") }
+            if !v.gaps.isEmpty { Swift.print("gaps           " + v.gaps.map { "\($0.lowerBound)-\($0.upperBound)" }.joined(separator: ", ")) }
+            if v.tornTailBytes > 0 { Swift.print("torn tail      \(v.tornTailBytes) bytes (cut at the next open; normal after a power cut)") }
+            for q in v.quarantined { Swift.print("quarantined    \(q)") }
+            for d in v.damage { Swift.print("DAMAGE         \(d)") }
+            Swift.print(v.isClean ? "ok" : "damage found")
+            Swift.print("")
         }
     }
 
@@ -76,7 +93,34 @@ struct StoreCommand: AsyncParsableCommand {
         @Flag(help: "One JSON object per line.")
         var json = false
 
+        @Flag(help: "Print the ledger's records (tickets, shift reports, events) instead of readings.")
+        var ledger = false
+
         func run() async throws {
+            if ledger {
+                do {
+                    try StoreInspector.dumpLedger(directory: stateDir + "/ledger", from: from, limit: limit) { r in
+                        let body = String(decoding: r.body, as: UTF8.self)
+                        if json {
+                            var w = JSONWriter()
+                            w.beginObject()
+                            w.field("seq", r.sequence)
+                            w.field("time", r.time.rfc3339)
+                            w.field("type", r.type)
+                            w.field("body", body)
+                            w.endObject()
+                            Swift.print(w.string)
+                        } else {
+                            Swift.print("\(r.sequence)\t\(r.time.rfc3339)\t\(r.type)\t\(body)")
+                        }
+                    }
+                } catch {
+                    var stderr = StandardError()
+                    Swift.print("kilntally store dump: \(error)", to: &stderr)
+                    throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+                }
+                return
+            }
             do {
                 try StoreInspector.dump(directory: stateDir + "/readings", from: from, limit: limit) { seq, r in
                     if json {
@@ -105,4 +149,8 @@ struct StoreCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+extension String {
+    fileprivate func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
 }

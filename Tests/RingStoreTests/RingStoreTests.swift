@@ -319,3 +319,52 @@ struct RingStoreCrashLoopTests {
         #expect(durable > 0)
     }
 }
+
+@Suite("Ring store write ordering")
+struct WriteOrderingTests {
+    @Test("nothing is reported durable before its fdatasync, and a new segment's directory entry is synced before use")
+    func journalOrdering() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options(maxBytes: 1 << 30)
+        options.segmentBytes = 2048
+        let store = try await openRing(fs, options)
+        fs.clearJournal()
+        var next: UInt64 = 1
+        for _ in 0..<30 {
+            try await store.append((next..<next + 40).map(sampleReading))
+            next += 40
+            // At the moment append returned: every write to a segment has a later sync of that segment.
+            let journal = fs.journal
+            for (i, line) in journal.enumerated() where line.hasPrefix("write /state/readings/segments/") {
+                let path = String(line.split(separator: " ")[1])
+                #expect(journal[(i + 1)...].contains("sync \(path)"), "unsynced write reported durable: \(line)")
+            }
+        }
+        let journal = fs.journal
+        let created = journal.enumerated().filter { $0.element.hasPrefix("create /state/readings/segments/seg-") }
+        #expect(created.count >= 5, "the test must roll segments")
+        for (i, line) in created {
+            let path = String(line.split(separator: " ")[1])
+            let dirSync = journal[(i + 1)...].firstIndex(of: "syncdir /state/readings/segments")
+            let firstFrame = journal[(i + 1)...].firstIndex { $0.hasPrefix("write \(path) ") && !$0.hasPrefix("write \(path) 0+") }
+            #expect(dirSync != nil && firstFrame != nil && dirSync! < firstFrame!, "\(path): frames written before its directory entry was synced")
+        }
+        await store.close()
+    }
+
+    @Test("cursor files carry a magic and version; the skeleton's bare numbers still read; a newer version is refused")
+    func cursorFormats() async throws {
+        let fs = SimulatedFileSystem()
+        var store = try await openRing(fs)
+        try await store.setCursor("uplink", to: 42)
+        let path = "/state/readings/cursors/uplink"
+        #expect(String(decoding: fs.contents(of: path)!, as: UTF8.self) == "kilntally-cursor 1\n42\n")
+        fs.overwrite(path, with: Array("17\n".utf8))
+        #expect(try await store.cursor("uplink") == 17)
+        fs.overwrite(path, with: Array("kilntally-cursor 9\n5\n".utf8))
+        await #expect(throws: StoreError.self) { try await store.cursor("uplink") }
+        await store.close()
+        store = try await openRing(fs)
+        await store.close()
+    }
+}
