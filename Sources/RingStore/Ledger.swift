@@ -29,6 +29,8 @@ enum LedgerFrames: FrameFormat {
         return FrameSummary(firstSequence: r.sequence, count: 1, minTime: r.time, maxTime: r.time)
     }
     static let minimumBytesPerSequence = 8 + 1 + 8 + 8 + 1
+    static func encodeState(_ state: Void, into out: inout [UInt8]) {}
+    static func decodeState(_ reader: inout ByteReader) -> Void? { () }
 
     struct Malformed: Error, CustomStringConvertible { var description: String }
 

@@ -13,6 +13,26 @@ enum ReadingFrames: FrameFormat {
     }
     // Frame header (8) + the smallest batch holds one reading in a handful of bytes: a conservative floor.
     static let minimumBytesPerSequence = 3
+
+    static func encodeState(_ state: SeriesDictionary, into out: inout [UInt8]) {
+        out.appendVarint(UInt64(state.count))
+        for key in state.keys {
+            out.appendString(key.device.rawValue)
+            out.appendString(key.channel.rawValue)
+            out.appendString(key.unit?.rawValue ?? "")
+        }
+    }
+
+    static func decodeState(_ r: inout ByteReader) -> SeriesDictionary? {
+        guard let n = r.varint(), n <= UInt64(r.bytes.count) else { return nil }
+        var d = SeriesDictionary()
+        for _ in 0..<n {
+            guard let device = r.string(), let channel = r.string(), let unit = r.string() else { return nil }
+            if !unit.isEmpty && Unit(rawValue: unit) == nil { return nil }
+            _ = d.append(SeriesKey(device: DeviceID(device), channel: ChannelID(channel), unit: unit.isEmpty ? nil : Unit(rawValue: unit)))
+        }
+        return d
+    }
 }
 
 /// Something the store wants the operator (and the hub) to know.
@@ -351,12 +371,21 @@ public actor RingStore {
                     gap = (seq + 1)...(frame.summary.firstSequence - 1)
                 }
                 var dictionary = segment.state
-                let body = try log.readFrame(segment: s, frame: f)
                 let decoded: (firstSequence: UInt64, readings: [Reading])
                 do {
+                    let body = try log.readFrame(segment: s, frame: f)
                     decoded = try BatchCodec.decode(body[...], dictionary: &dictionary)
                 } catch {
-                    throw StoreError(call: "read", path: segment.path, errno: 0, detail: "frame at \(frame.offset): \(error)")
+                    // Damaged since it was written (the disk changed under us): its readings are a gap for the
+                    // reader, which must not get stuck on it. `store verify` reports the frame.
+                    logger.error("store: skipping an unreadable frame", metadata: [
+                        "path": "\(segment.path)", "offset": "\(frame.offset)", "first_seq": "\(frame.summary.firstSequence)",
+                        "last_seq": "\(frame.summary.lastSequence)", "error": "\(error)",
+                    ])
+                    if !out.isEmpty { return ReadResult(readings: out, gap: gap) }
+                    let lost = max(seq + 1, frame.summary.firstSequence)...frame.summary.lastSequence
+                    gap = gap.map { min($0.lowerBound, lost.lowerBound)...lost.upperBound } ?? lost
+                    continue
                 }
                 for (i, r) in decoded.readings.enumerated() {
                     let n = decoded.firstSequence + UInt64(i)
@@ -380,9 +409,10 @@ public actor RingStore {
             for (f, frame) in segment.frames.enumerated()
             where frame.summary.maxTime >= from && frame.summary.minTime <= to && frame.summary.firstSequence <= durableUpTo {
                 var dictionary = segment.state
-                let body = try log.readFrame(segment: s, frame: f)
-                guard let decoded = try? BatchCodec.decode(body[...], dictionary: &dictionary) else {
-                    throw StoreError(call: "read", path: segment.path, errno: 0, detail: "undecodable frame at \(frame.offset)")
+                guard let body = try? log.readFrame(segment: s, frame: f),
+                      let decoded = try? BatchCodec.decode(body[...], dictionary: &dictionary) else {
+                    logger.error("store: skipping an unreadable frame", metadata: ["path": "\(segment.path)", "offset": "\(frame.offset)"])
+                    continue
                 }
                 for (i, r) in decoded.readings.enumerated() where r.time >= from && r.time <= to {
                     let n = decoded.firstSequence + UInt64(i)

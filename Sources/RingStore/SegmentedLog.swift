@@ -18,7 +18,7 @@ public struct FrameSummary: Sendable, Hashable {
 
 /// How the frames of one kind of log are read when a segment is opened (the ring's reading batches, the ledger's
 /// records). Frame bodies are opaque to the segment layer.
-public protocol FrameFormat {
+protocol FrameFormat {
     associatedtype SegmentState
     /// Stored in every segment header, so a segment of one log is never read as the other.
     static var segmentKind: UInt8 { get }
@@ -29,6 +29,9 @@ public protocol FrameFormat {
     /// The fewest bytes (frame header included) one sequence number can take: bounds how many numbers a damaged
     /// region could have held, so none is handed out twice.
     static var minimumBytesPerSequence: Int { get }
+    /// The per-segment state as stored in a sealed segment's index file, and back.
+    static func encodeState(_ state: SegmentState, into out: inout [UInt8])
+    static func decodeState(_ reader: inout ByteReader) -> SegmentState?
 }
 
 /// One segment file: `seg-<first sequence, 20 digits>.<ext>`.
@@ -162,7 +165,7 @@ final class SegmentedLog<F: FrameFormat> {
         let all = try fs.list(directory)
         // A salvage that a crash interrupted left its temp file; the original is still in place.
         if !readOnly {
-            for stale in all where stale.hasSuffix(".salvage") { try fs.remove(directory + "/" + stale) }
+            for stale in all where stale.hasSuffix(".salvage") || stale.hasSuffix(".idx.tmp") { try fs.remove(directory + "/" + stale) }
         }
         let names = all.filter { $0.hasPrefix("seg-") && $0.hasSuffix(suffix) }.sorted()
         var highestSeen: UInt64 = 0
@@ -203,6 +206,15 @@ final class SegmentedLog<F: FrameFormat> {
             }
             highestSeen = max(highestSeen, header.firstSequence)
             var segment = Segment<F>(path: path, name: name, header: header, size: size, state: F.emptyState())
+            // A sealed segment with a valid index is not read at open (its frames' checksums are still checked on
+            // every read and by `store verify`); the last segment is always scanned.
+            if !isLast, let indexed = loadIndex(for: segment, lastBefore: lastSequence) {
+                segment = indexed
+                if let last = segment.lastSequence { highestSeen = max(highestSeen, last) }
+                report.records += segment.count
+                segments.append(segment)
+                continue
+            }
             let scan = try scanFrames(file, path: path, size: size, into: &segment)
             if let last = segment.lastSequence { highestSeen = max(highestSeen, last) }
             let firstBad = scan.damaged.first?.offset ?? scan.end
@@ -324,6 +336,86 @@ final class SegmentedLog<F: FrameFormat> {
         return true
     }
 
+    // MARK: Segment index files
+
+    /// `seg-….<ext>.idx`: magic `KTIX` · version u16 · kind u8 · segment size u64 · frame count varint · per frame
+    /// (offset delta, length, first sequence, count as varints; min and max time as i64) · the segment state ·
+    /// CRC-32C u32 of everything before it. Written when a segment is sealed; an optimization only — a missing or
+    /// damaged index just means the segment is scanned.
+    static var indexMagic: [UInt8] { Array("KTIX".utf8) }
+    static var indexVersion: UInt16 { 1 }
+
+    private func writeIndex(_ segment: Segment<F>) {
+        guard !readOnly else { return }
+        var b = Self.indexMagic
+        b.appendLE16(Self.indexVersion)
+        b.append(F.segmentKind)
+        b.appendLE(UInt64(segment.size))
+        b.appendVarint(UInt64(segment.frames.count))
+        var previous: Int64 = 0
+        for f in segment.frames {
+            b.appendVarint(UInt64(f.offset - previous))
+            previous = f.offset
+            b.appendVarint(UInt64(f.length))
+            b.appendVarint(f.summary.firstSequence)
+            b.appendVarint(UInt64(f.summary.count))
+            b.appendLE(UInt64(bitPattern: f.summary.minTime.nanosecondsSinceEpoch))
+            b.appendLE(UInt64(bitPattern: f.summary.maxTime.nanosecondsSinceEpoch))
+        }
+        F.encodeState(segment.state, into: &b)
+        b.appendLE(CRC32C.checksum(b))
+        let path = segment.path + ".idx"
+        let temp = path + ".tmp"
+        do {
+            let file = try fs.open(temp, create: true)
+            defer { fs.close(file) }
+            try fs.truncate(file, path: temp, to: 0)
+            try fs.write(file, path: temp, b, at: 0)
+            try fs.sync(file, path: temp)
+            try fs.rename(temp, to: path)
+        } catch {
+            logger.warning("store: segment index not written (the segment will be scanned at open): \(error)")
+        }
+    }
+
+    private func loadIndex(for segment: Segment<F>, lastBefore: UInt64?) -> Segment<F>? {
+        let path = segment.path + ".idx"
+        guard let file = try? fs.open(path, create: false) else { return nil }
+        defer { fs.close(file) }
+        guard let size = try? fs.size(file, path: path), size > 16, size < 64 << 20,
+              let b = try? fs.read(file, path: path, count: Int(size), at: 0) else { return nil }
+        let body = b[0..<(b.count - 4)]
+        var cr = ByteReader(b[(b.count - 4)...])
+        guard CRC32C.checksum(body) == cr.u32(), Array(b[0..<4]) == Self.indexMagic else { return nil }
+        var r = ByteReader(body[4...])
+        guard let lo = r.u8(), let hi = r.u8(), UInt16(lo) | UInt16(hi) << 8 == Self.indexVersion,
+              r.u8() == F.segmentKind, let segSize = r.u64(), Int64(segSize) == segment.size,
+              let n = r.varint(), n < 10_000_000 else { return nil }
+        var out = segment
+        var offset: Int64 = 0
+        var previousLast = lastBefore
+        for _ in 0..<n {
+            guard let d = r.varint(), let len = r.varint(), let first = r.varint(), let count = r.varint(),
+                  let minT = r.u64(), let maxT = r.u64() else { return nil }
+            offset += Int64(d)
+            guard offset + 8 + Int64(len) <= segment.size, count > 0 else { return nil }
+            if let p = previousLast, first <= p { return nil }
+            let summary = FrameSummary(firstSequence: first, count: Int(count),
+                                       minTime: UTCInstant(nanosecondsSinceEpoch: Int64(bitPattern: minT)),
+                                       maxTime: UTCInstant(nanosecondsSinceEpoch: Int64(bitPattern: maxT)))
+            previousLast = summary.lastSequence
+            out.frames.append(.init(offset: offset, length: Int(len), summary: summary))
+        }
+        guard let state = F.decodeState(&r), r.bytes.isEmpty else { return nil }
+        out.state = state
+        return out
+    }
+
+    private func removeIndex(of segmentPath: String) {
+        guard !readOnly else { return }
+        try? fs.remove(segmentPath + ".idx")
+    }
+
     /// A segment with damage inside: its good frames are written to a new file (synced), the original is kept
     /// aside whole (`*.quarantined`), and the new file takes its place. Until the new file is complete the original
     /// stays where it was, so a crash part-way leaves the store as it was before.
@@ -352,6 +444,7 @@ final class SegmentedLog<F: FrameFormat> {
         }
         fs.close(t)
         let aside = try quarantineName(segment.path)
+        removeIndex(of: segment.path)
         try fs.rename(segment.path, to: aside)
         try fs.rename(temp, to: segment.path)
         try fs.syncDirectory(directory)
@@ -381,6 +474,7 @@ final class SegmentedLog<F: FrameFormat> {
             return
         }
         let target = try quarantineName(path)
+        removeIndex(of: path)
         try fs.rename(path, to: target)
         try fs.syncDirectory(directory)
         report.quarantined.append(target)
@@ -395,7 +489,12 @@ final class SegmentedLog<F: FrameFormat> {
     /// all before anything is appended to it.
     func startSegment(first: UInt64, clockSynchronized: Bool, now: UTCInstant) throws(StoreError) {
         if let poisoned { throw poisoned }
-        if let active { fs.close(active) }
+        if let active {
+            // The segment being sealed gets its index, so the next open need not read it (the directory sync
+            // below makes the index's name durable too).
+            if let sealed = segments.last { writeIndex(sealed) }
+            fs.close(active)
+        }
         active = nil
         let name = Self.segmentName(first: first)
         let path = directory + "/" + name
@@ -483,6 +582,7 @@ final class SegmentedLog<F: FrameFormat> {
         while totalBytes > maxBytes, segments.count > 1 {
             let oldest = segments.removeFirst()
             try fs.remove(oldest.path)
+            removeIndex(of: oldest.path)
             dropped.append((oldest.name, oldest.count, oldest.firstSequence, oldest.lastSequence ?? oldest.firstSequence))
         }
         if !dropped.isEmpty { try fs.syncDirectory(directory) }
