@@ -94,12 +94,15 @@ public enum BatchCodec {
     /// New series are added to `dictionary` and their definitions are written INTO THIS BATCH (before its records), so
     /// replaying a segment's batches in order rebuilds the dictionary, and a batch cut off by recovery takes its
     /// definitions with it.
+    /// With `restatingDictionary` the batch repeats every definition of the segment (from id 0), so a reader that
+    /// lost an earlier batch to damage can decode this one and all after it.
     public static func encode(
-        firstSequence: UInt64, _ readings: [Reading], dictionary: inout SeriesDictionary, into out: inout [UInt8]
+        firstSequence: UInt64, _ readings: [Reading], dictionary: inout SeriesDictionary, into out: inout [UInt8],
+        restatingDictionary: Bool = false
     ) {
         // Interned ids of the records, in a scratch buffer (on the stack for small batches).
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: readings.count) { ids in
-            let before = dictionary.count
+            let before = restatingDictionary ? 0 : dictionary.count
             for i in readings.indices { ids.initializeElement(at: i, to: dictionary.intern(SeriesKey(readings[i]))) }
             let added = dictionary.count - before
 

@@ -88,6 +88,8 @@ public actor Ledger {
         do {
             try fs.makeDirectories(directory + "/cursors")
             log = try SegmentedLog(fs: fs, directory: directory + "/segments", bootID: bootID, logger: logger)
+            try fs.syncDirectory(directory + "/cursors")
+            try log.persistReservation(clockSynchronized: clock.isSynchronized(), now: clock.now())
         } catch {
             executor.shutdown()
             throw error

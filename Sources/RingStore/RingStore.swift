@@ -70,6 +70,9 @@ public actor RingStore {
         public var maxPendingReadings: Int = 200_000
         /// Readings per frame, at most (a frame is the unit of checksum and of loss at a torn tail).
         public var maxReadingsPerFrame: Int = 8192
+        /// Frame bytes between restatements of the series dictionary: what damage inside the active segment can
+        /// cost at most besides the damaged frame itself (about 3 % overhead at the default).
+        public var dictionaryRestatementBytes: Int = 64 << 10
         public init() {}
         public init(maxBytes: Int64) {
             self.maxBytes = maxBytes
@@ -139,6 +142,9 @@ public actor RingStore {
     private var closed = false
     /// The commit loop is running (`run`): waiters wait for its next commit.
     private var running = false
+    /// Frame bytes written to the active segment since its series dictionary was last stated in full (unknown
+    /// after open, so the first frame restates it).
+    private var bytesSinceRestatement = Int.max / 2
     private let commitSignal: AsyncStream<Void>.Continuation
     private let commitRequests: AsyncStream<Void>
 
@@ -157,6 +163,8 @@ public actor RingStore {
         do {
             try fs.makeDirectories(directory + "/cursors")
             log = try SegmentedLog(fs: fs, directory: directory + "/segments", bootID: bootID, logger: logger)
+            try fs.syncDirectory(directory + "/cursors")
+            try log.persistReservation(clockSynchronized: clock.isSynchronized(), now: clock.now())
         } catch {
             executor.shutdown()
             throw error
@@ -292,6 +300,7 @@ public actor RingStore {
         let synced = clock.isSynchronized()
         if log.segments.isEmpty || log.segments.last!.size >= options.segmentBytes {
             try log.startSegment(first: first, clockSynchronized: synced, now: clock.now())
+            bytesSinceRestatement = 0  // a new segment's first frame defines everything it uses
         }
         let segment = log.segments.last!
         let (frameCount, size, state) = (segment.frames.count, segment.size, segment.state)
@@ -306,13 +315,17 @@ public actor RingStore {
             var body: [UInt8] = []
             body.reserveCapacity(slice.count * 12 + 64)
             var trial = dictionary
-            BatchCodec.encode(firstSequence: seq, slice, dictionary: &trial, into: &body)
+            // Now and then a frame repeats the segment's whole series dictionary: damage to the frame that first
+            // defined a series then costs at most the frames up to the next restatement, not the segment's rest.
+            let restate = bytesSinceRestatement >= options.dictionaryRestatementBytes && !dictionary.keys.isEmpty
+            BatchCodec.encode(firstSequence: seq, slice, dictionary: &trial, into: &body, restatingDictionary: restate)
             // Frames stay well under the size recovery accepts (readings with many raw words are large).
             if body.count > Self.frameBodyTarget, slice.count > 1 {
                 perFrame = max(1, slice.count / 2)
                 continue
             }
             dictionary = trial
+            bytesSinceRestatement = restate ? 0 : bytesSinceRestatement + body.count + 8
             let times = slice.map(\.time)
             frames.append((body, FrameSummary(firstSequence: seq, count: slice.count, minTime: times.min()!, maxTime: times.max()!)))
             seq += UInt64(slice.count)

@@ -162,13 +162,34 @@ final class SegmentedLog<F: FrameFormat> {
 
     private func recover() throws(StoreError) {
         let suffix = "." + F.fileExtension
-        let all = try fs.list(directory)
-        // A salvage that a crash interrupted left its temp file; the original is still in place.
+        var all = try fs.list(directory)
         if !readOnly {
-            for stale in all where stale.hasSuffix(".salvage") || stale.hasSuffix(".idx.tmp") { try fs.remove(directory + "/" + stale) }
+            for stale in all where stale.hasSuffix(".salvage") {
+                let original = String(stale.dropLast(".salvage".count))
+                if all.contains(original) {
+                    // The salvage did not get as far as moving the original aside: it is still in place.
+                    try fs.remove(directory + "/" + stale)
+                } else {
+                    // The original was moved aside but the salvaged copy (complete: synced before any rename) was
+                    // not yet renamed into place: finish the salvage.
+                    try fs.rename(directory + "/" + stale, to: directory + "/" + original)
+                    logger.warning("store: finished a salvage a crash interrupted", metadata: ["path": "\(directory)/\(original)"])
+                }
+            }
+            for stale in all where stale.hasSuffix(".idx.tmp") { try fs.remove(directory + "/" + stale) }
+            try fs.syncDirectory(directory)
+            all = try fs.list(directory)
         }
         let names = all.filter { $0.hasPrefix("seg-") && $0.hasSuffix(suffix) }.sorted()
         var highestSeen: UInt64 = 0
+        /// A floor for numbers lost in a file that could not be read: its first number (from its name, which
+        /// survives a damaged header) plus as many numbers as its bytes could have held.
+        func reserve(_ name: String, bytes: Int64) {
+            let first = UInt64(name.dropFirst(4).prefix(20)) ?? 0
+            let skipped = UInt64(max(bytes, 0)) / UInt64(F.minimumBytesPerSequence) + 1
+            report.skippedSequences += skipped
+            highestSeen = max(highestSeen, first + skipped)
+        }
         for (i, name) in names.enumerated() {
             let isLast = i == names.count - 1
             let path = directory + "/" + name
@@ -185,6 +206,7 @@ final class SegmentedLog<F: FrameFormat> {
                     report.truncatedBytes += size
                     logger.warning("store: removed a segment torn at creation", metadata: ["path": "\(path)"])
                 } else {
+                    reserve(name, bytes: size)
                     try quarantine(path, reason: "shorter than its header")
                 }
                 continue
@@ -194,6 +216,7 @@ final class SegmentedLog<F: FrameFormat> {
             case .ok(let h) where h.kind == F.segmentKind:
                 header = h
             case .ok(let h):
+                reserve(name, bytes: size)
                 try quarantine(path, reason: "segment kind \(h.kind), expected \(F.segmentKind)")
                 continue
             case .newerVersion(let v):
@@ -201,10 +224,11 @@ final class SegmentedLog<F: FrameFormat> {
                                  detail: "segment format version \(v) is newer than this binary reads (\(SegmentHeader.formatVersion)); "
                                      + "run the newer kilntally or move the store aside")
             case .damaged(let why):
+                reserve(name, bytes: size)
                 try quarantine(path, reason: "header: \(why)")
                 continue
             }
-            highestSeen = max(highestSeen, header.firstSequence)
+            highestSeen = max(highestSeen, header.firstSequence == 0 ? 0 : header.firstSequence - 1)
             var segment = Segment<F>(path: path, name: name, header: header, size: size, state: F.emptyState())
             // A sealed segment with a valid index is not read at open (its frames' checksums are still checked on
             // every read and by `store verify`); the last segment is always scanned.
@@ -229,6 +253,12 @@ final class SegmentedLog<F: FrameFormat> {
                     torn = try isZeroFilled(file, path: path, from: scan.end, to: size)
                 }
                 if torn {
+                    if let d = scan.damaged.first {
+                        // A full-length frame with a bad checksum may have been durable (bit rot, not a torn write):
+                        // keep its bytes aside and never hand its numbers out again.
+                        reserveAfter(segment: segment, header: header, lostBytes: d.end - d.offset, into: &highestSeen)
+                        if !readOnly { try keepAside(file, path: path, from: firstBad, to: size) }
+                    }
                     if !readOnly {
                         try fs.truncate(file, path: path, to: firstBad)
                         try fs.sync(file, path: path)
@@ -237,13 +267,10 @@ final class SegmentedLog<F: FrameFormat> {
                     report.truncatedBytes += size - firstBad
                     logger.warning("store: cut a torn tail", metadata: ["path": "\(path)", "bytes": "\(size - firstBad)"])
                 } else {
-                    // Damage inside the log: keep the whole file aside, carry on with its good frames.
-                    let unreadableTail = size - scan.end
-                    if unreadableTail > 0 {
-                        let skipped = UInt64(unreadableTail) / UInt64(F.minimumBytesPerSequence) + 1
-                        report.skippedSequences += skipped
-                        highestSeen = max(highestSeen, (segment.lastSequence ?? header.firstSequence) + skipped)
-                    }
+                    // Damage inside the log: keep the whole file aside, carry on with its good frames. Every byte
+                    // that did not make it (damaged frames and an unreadable tail) may have held numbers.
+                    let lost = scan.damaged.reduce(size - scan.end) { $0 + ($1.end - $1.offset) }
+                    reserveAfter(segment: segment, header: header, lostBytes: lost, into: &highestSeen)
                     let reasons = scan.damaged.map(\.reason) + (scan.stopReason.map { [$0] } ?? [])
                     try salvage(&segment, from: file, reason: reasons.joined(separator: "; "))
                 }
@@ -257,7 +284,39 @@ final class SegmentedLog<F: FrameFormat> {
         nextSequence = max(nextSequence, highestSeen + 1)
         if let last = segments.last, !readOnly {
             active = try fs.open(last.path, create: false)
+            // After a SIGKILL the page cache may hold frames that were written but never synced: recovery just
+            // read them, and from now on they count as durable, so make them so (and any directory entry a killed
+            // process created but did not sync).
+            try fs.sync(active!, path: last.path)
         }
+        if !readOnly { try fs.syncDirectory(directory) }
+    }
+
+    /// Makes a reservation of skipped numbers survive a restart: an empty segment whose name and header start at
+    /// the next number to hand out (recovery floors numbering at every segment's first sequence).
+    func persistReservation(clockSynchronized: Bool, now: UTCInstant) throws(StoreError) {
+        guard !readOnly, report.skippedSequences > 0 else { return }
+        if let last = segments.last, let lastSeq = last.lastSequence, lastSeq + 1 >= nextSequence { return }
+        try startSegment(first: nextSequence, clockSynchronized: clockSynchronized, now: now)
+        nextSequence = max(nextSequence, segments.last!.header.firstSequence)
+    }
+
+    private func reserveAfter(segment: Segment<F>, header: SegmentHeader, lostBytes: Int64, into highestSeen: inout UInt64) {
+        let skipped = UInt64(max(lostBytes, 0)) / UInt64(F.minimumBytesPerSequence) + 1
+        report.skippedSequences += skipped
+        highestSeen = max(highestSeen, max(segment.lastSequence ?? 0, header.firstSequence) + skipped)
+    }
+
+    /// Copies bytes about to be cut into `<segment>.tail.quarantined` (synced) so nothing is destroyed unseen.
+    private func keepAside(_ file: FileID, path: String, from: Int64, to: Int64) throws(StoreError) {
+        let bytes = try fs.read(file, path: path, count: Int(to - from), at: from)
+        let aside = try quarantineName(path + ".tail")
+        let out = try fs.open(aside, create: true)
+        defer { fs.close(out) }
+        try fs.write(out, path: aside, bytes, at: 0)
+        try fs.sync(out, path: aside)
+        try fs.syncDirectory(directory)
+        report.quarantined.append(aside)
     }
 
     struct Scan {
@@ -363,6 +422,9 @@ final class SegmentedLog<F: FrameFormat> {
             b.appendLE(UInt64(bitPattern: f.summary.maxTime.nanosecondsSinceEpoch))
         }
         F.encodeState(segment.state, into: &b)
+        // Bind the index to this exact file: its header checksum and its last frame's checksum.
+        b.appendLE(CRC32C.checksum(segment.header.encoded().prefix(40)))
+        b.appendLE(lastFrameCRC(segment) ?? 0)
         b.appendLE(CRC32C.checksum(b))
         let path = segment.path + ".idx"
         let temp = path + ".tmp"
@@ -406,9 +468,20 @@ final class SegmentedLog<F: FrameFormat> {
             previousLast = summary.lastSequence
             out.frames.append(.init(offset: offset, length: Int(len), summary: summary))
         }
-        guard let state = F.decodeState(&r), r.bytes.isEmpty else { return nil }
+        guard let state = F.decodeState(&r), let headerCRC = r.u32(), let lastCRC = r.u32(), r.bytes.isEmpty,
+              headerCRC == CRC32C.checksum(segment.header.encoded().prefix(40)),
+              lastCRC == (lastFrameCRC(out) ?? 0) else { return nil }
         out.state = state
         return out
+    }
+
+    /// The stored checksum of a segment's last frame (read from its frame header), nil if it has none.
+    private func lastFrameCRC(_ segment: Segment<F>) -> UInt32? {
+        guard let last = segment.frames.last, let file = try? fs.open(segment.path, create: false) else { return nil }
+        defer { fs.close(file) }
+        guard let b = try? fs.read(file, path: segment.path, count: 8, at: last.offset) else { return nil }
+        var r = ByteReader(b[4..<8])
+        return r.u32()
     }
 
     private func removeIndex(of segmentPath: String) {
@@ -581,8 +654,9 @@ final class SegmentedLog<F: FrameFormat> {
         var dropped: [(String, Int, UInt64, UInt64)] = []
         while totalBytes > maxBytes, segments.count > 1 {
             let oldest = segments.removeFirst()
-            try fs.remove(oldest.path)
+            // Index first: a crash in between must not leave an index without its segment.
             removeIndex(of: oldest.path)
+            try fs.remove(oldest.path)
             dropped.append((oldest.name, oldest.count, oldest.firstSequence, oldest.lastSequence ?? oldest.firstSequence))
         }
         if !dropped.isEmpty { try fs.syncDirectory(directory) }

@@ -31,7 +31,7 @@ public final class SimulatedFileSystem: FileIO {
         var directories: Set<String> = ["/"]
         var open: [Int32: (inode: Int, path: String)] = [:]
         var nextFD: Int32 = 3
-        var faults: [(call: String, errno: Int32)] = []
+        var faults: [(call: String, errno: Int32, skip: Int)] = []
         var diskFull = false
         /// Every operation in order, e.g. "write /s/seg 0+44", "sync /s/seg", "syncdir /s": tests assert orderings.
         var journal: [String] = []
@@ -41,8 +41,15 @@ public final class SimulatedFileSystem: FileIO {
 
     public init() {}
 
-    /// The next call named `call` (e.g. "fdatasync", "pwrite", "rename") fails with `errno`.
-    public func failNext(_ call: String, errno: Int32) { state.withLock { $0.faults.append((call, errno)) } }
+    /// A call named `call` (e.g. "fdatasync", "pwrite", "rename") fails with `errno`: the next one, or the one
+    /// after `skipping` more.
+    public func failNext(_ call: String, errno: Int32, skipping: Int = 0) {
+        state.withLock { $0.faults.append((call, errno, skipping)) }
+    }
+
+    /// The process dies (SIGKILL) but the machine keeps running: open files are closed, and everything written
+    /// stays in the "page cache" — still not durable until synced, so a later `powerCut` can lose it.
+    public func crashProcess() { state.withLock { $0.open = [:]; $0.journal.append("process crash") } }
     public func setDiskFull(_ full: Bool) { state.withLock { $0.diskFull = full } }
     public var journal: [String] { state.withLock { $0.journal } }
     public func clearJournal() { state.withLock { $0.journal.removeAll() } }
@@ -69,6 +76,10 @@ public final class SimulatedFileSystem: FileIO {
 
     private func check(_ s: inout State, _ call: String, _ path: String) throws(StoreError) {
         if let i = s.faults.firstIndex(where: { $0.call == call }) {
+            if s.faults[i].skip > 0 {
+                s.faults[i].skip -= 1
+                return
+            }
             let f = s.faults.remove(at: i)
             s.journal.append("fail \(call) \(path)")
             throw StoreError(call: call, path: path, errno: f.errno)

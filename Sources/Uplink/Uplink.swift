@@ -116,7 +116,13 @@ public final class Uplink: Sendable {
             while !Task.isCancelled {
                 let batch: [(seq: UInt64, reading: Reading)]
                 do {
-                    batch = try await store.read(after: acked, limit: config.batchSize)
+                    let result = try await store.read(after: acked, limit: config.batchSize, filter: nil)
+                    if let gap = result.gap {
+                        // Dropped by the store's byte bound (a long outage) or lost to damage: the hub will see the
+                        // sequence numbers jump; say so here too. (Issue 6 publishes it on /events.)
+                        logger.warning("readings \(gap.lowerBound)...\(gap.upperBound) are no longer in the store and will not be published")
+                    }
+                    batch = result.readings
                 } catch {
                     logger.error("uplink cannot read the store: \(error)")
                     break
