@@ -68,7 +68,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "kilntally", dependencies: [
-            "KilnTallyDaemon", "Simulator", "RingStore",
+            "KilnTallyDaemon", "Simulator", "RingStore", "Acquisition",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -84,7 +84,9 @@ let package = Package(
         .testTarget(name: "ModbusKitTests", dependencies: ["ModbusKit", "TestSupport"]),
         .testTarget(name: "MQTTKitTests", dependencies: ["MQTTKit", "TestSupport", "MQTTWillClient"]),
         .executableTarget(name: "MQTTWillClient", dependencies: ["MQTTKit", .product(name: "Logging", package: "swift-log")], path: "Tests/MQTTWillClient"),
-        .testTarget(name: "AcquisitionTests", dependencies: ["Acquisition", "KilnTallyCore"]),
+        .testTarget(name: "AcquisitionTests", dependencies: [
+            "Acquisition", "KilnTallyCore", "ModbusKit", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore", "TestSupport", "RingStoreCrashWriter"]),
         // Appends to a ring store until killed; the crash-loop test kills it with SIGKILL at random moments.
         .executableTarget(name: "RingStoreCrashWriter", dependencies: ["RingStore", "TestSupport",

@@ -6,6 +6,7 @@ public struct BusConfig: Sendable, Hashable {
     public var name: String
     public var transport: ModbusTransport
     public var timeouts: ModbusTimeouts
+    public var limits: PlannerLimits = .init()
 }
 
 public struct ChannelConfig: Sendable, Hashable {
@@ -50,6 +51,9 @@ extension AcquisitionConfig {
                 ConfigKey("stop_bits", .integer(min: 1, max: 2), default: .integer(1), doc: "RTU: stop bits."),
                 ConfigKey("response_timeout", .duration, default: .string("500ms"), doc: "How long to wait for the start of a response before the request counts as timed out."),
                 ConfigKey("byte_timeout", .duration, doc: "Longest gap allowed between bytes of one response; libmodbus' default (500 ms) when absent."),
+                ConfigKey("max_registers_per_request", .integer(min: 1, max: 125), default: .integer(125), doc: "Registers read by one request, at most (lower it for gateways that cannot take the protocol's 125)."),
+                ConfigKey("max_bits_per_request", .integer(min: 1, max: 2000), default: .integer(2000), doc: "Coils or discrete inputs read by one request, at most."),
+                ConfigKey("max_gap", .integer(min: 0, max: 124), default: .integer(16), doc: "Unused registers a request may read between two channels, to read them with one request instead of two."),
             ])), doc: "Modbus buses: one per serial line or TCP endpoint. Each bus is polled by its own thread."),
             ConfigKey("device", .arrayOfTables(ConfigTable([
                 ConfigKey("name", .string, required: true, doc: "Device name as it appears in readings, topics and logs; [A-Za-z0-9_-]."),
@@ -101,7 +105,10 @@ extension AcquisitionConfig {
             }
             let timeouts = ModbusTimeouts(response: bus.duration("response_timeout") ?? .milliseconds(500),
                                           byte: bus.duration("byte_timeout"))
-            buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts))
+            let limits = PlannerLimits(maxRegisters: Int(bus.int("max_registers_per_request") ?? 125),
+                                       maxBits: Int(bus.int("max_bits_per_request") ?? 2000),
+                                       maxGap: Int(bus.int("max_gap") ?? 16))
+            buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts, limits: limits))
         }
 
         var devices: [DeviceConfig] = []

@@ -1,6 +1,7 @@
 import KilnTallyCore
 import Logging
 import ModbusKit
+import Synchronization
 
 /// Polls every device of one bus in turn, on the bus' own `ModbusClient` (whose blocking calls run on its own
 /// thread). One request per channel for now; issue 3 adds the request planner, retries and per-device backoff.
@@ -24,6 +25,9 @@ public final class BusPoller: Sendable {
         client = try ModbusClient(name: bus.name, transport: bus.transport, timeouts: bus.timeouts, logger: logger)
     }
 
+    /// Ends the bus connection's thread (the poller's `run` does this itself when it ends).
+    func shutdownClient() { client.shutdown() }
+
     /// Polls until the task is cancelled. `deliver` receives each device's readings of one poll;
     /// `event` receives device down/up transitions.
     public func run(
@@ -42,7 +46,7 @@ public final class BusPoller: Sendable {
                 do { try await Task.sleep(until: due[i], clock: .continuous) } catch { return }
             }
             let device = devices[i]
-            let (readings, failure) = await poll(device)
+            let (readings, failure) = await poll(device, index: i)
             // Next poll one interval after the scheduled time, skipping missed slots instead of bursting.
             due[i] += device.pollInterval
             let now = ContinuousClock.now
@@ -64,56 +68,102 @@ public final class BusPoller: Sendable {
         }
     }
 
-    /// Reads every channel of `device` once. Returns the readings (failed channels with quality `comm_failure`)
-    /// and the first error, if any.
-    func poll(_ device: DeviceConfig) async -> ([Reading], ModbusError?) {
+    /// Channels whose registers the device refuses (exception 2), per device index: left out of the merged plan
+    /// so the rest keep their single requests, and tried again now and then.
+    private let refused = Mutex<[Int: [Int: ContinuousClock.Instant]]>([:])
+    static let refusedRetryInterval: Duration = .seconds(60)
+
+    /// Reads every channel of `device` once, with the merged request plan. Returns the readings (failed channels
+    /// with quality `comm_failure` or `device_fault`) and the first error, if any.
+    func poll(_ device: DeviceConfig, index: Int = 0) async -> ([Reading], ModbusError?) {
         var readings: [Reading] = []
         readings.reserveCapacity(device.channels.count)
         var firstError: ModbusError?
-        for ch in device.channels {
-            // Shutdown does not wait for the rest of a long device (each channel may take a response timeout).
+        let now = ContinuousClock.now
+        // Refused channels stay out of the merged plan; each is tried again on its own once per retry interval.
+        let (resting, retrying) = refused.withLock { r -> (Set<Int>, [Int]) in
+            let mine = r[index] ?? [:]
+            return (Set(mine.filter { now - $0.value < Self.refusedRetryInterval }.keys),
+                    mine.filter { now - $0.value >= Self.refusedRetryInterval }.keys.sorted())
+        }
+        for i in resting { readings.append(failed(device, i, .deviceFault, clock.isSynchronized())) }
+        let plan = RequestPlanner.plan(device.channels, limits: bus.limits, excluding: resting.union(retrying))
+            + retrying.map { ReadRequest(table: device.channels[$0].table, address: device.channels[$0].address,
+                                         count: device.channels[$0].type.registerCount, channels: [$0]) }
+        var connectionDead = false
+        for request in plan {
             if Task.isCancelled { break }
             let synced = clock.isSynchronized()
+            if connectionDead {
+                for i in request.channels { readings.append(failed(device, i, .commFailure, synced)) }
+                continue
+            }
             do {
-                let (value, raw) = try await read(ch, unit: device.unitID)
-                readings.append(Reading(device: device.id, channel: ch.id, time: clock.now(), value: value,
-                                        unit: ch.unit, quality: .good, clockSynchronized: synced, raw: raw))
+                let words = try await read(request, unit: device.unitID)
+                let time = clock.now()
+                for i in request.channels { readings.append(decode(device, i, words, request, time, synced)) }
+                if request.channels.count == 1 { refused.withLock { _ = $0[index]?.removeValue(forKey: request.channels[0]) } }
             } catch {
-                logger.debug("read failed", metadata: ["device": "\(device.id)", "channel": "\(ch.id)", "error": "\(error)"])
                 if firstError == nil { firstError = error }
-                readings.append(Reading(device: device.id, channel: ch.id, time: clock.now(), value: .none,
-                                        unit: ch.unit, quality: error.exception == nil ? .commFailure : .deviceFault,
-                                        clockSynchronized: synced))
-                // A dead connection fails every channel the same way: don't wait out a timeout per channel.
-                if error.isTimeout || error.isConnectionFailure {
-                    for rest in device.channels.drop(while: { $0.id != ch.id }).dropFirst() {
-                        readings.append(Reading(device: device.id, channel: rest.id, time: clock.now(), value: .none,
-                                                unit: rest.unit, quality: .commFailure, clockSynchronized: synced))
+                if error.exception == .illegalDataAddress && request.channels.count > 1 {
+                    // One bad register fails the whole merged request: read its channels one by one this time, and
+                    // leave the refused ones out of the merged plan from now on.
+                    for i in request.channels {
+                        let single = ReadRequest(table: request.table, address: device.channels[i].address,
+                                                 count: device.channels[i].type.registerCount, channels: [i])
+                        do {
+                            let words = try await read(single, unit: device.unitID)
+                            readings.append(decode(device, i, words, single, clock.now(), synced))
+                        } catch {
+                            if error.exception == .illegalDataAddress {
+                                refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
+                                logger.warning("device \(device.id) on bus \(bus.name) refuses channel \(device.channels[i].id) (exception 2); it is read on its own and retried every \(Self.refusedRetryInterval)")
+                            }
+                            readings.append(failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced))
+                        }
                     }
-                    break
+                    continue
                 }
+                if error.exception == .illegalDataAddress, let i = request.channels.first {
+                    refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
+                }
+                logger.debug("read failed", metadata: ["device": "\(device.id)", "address": "\(request.address)", "error": "\(error)"])
+                for i in request.channels {
+                    readings.append(failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced))
+                }
+                // A dead connection fails every request the same way: don't wait out a timeout per request.
+                if error.isTimeout || error.isConnectionFailure { connectionDead = true }
             }
         }
+        // Readings in the device's channel order, whatever order the plan read them in.
+        let order = Dictionary(uniqueKeysWithValues: device.channels.enumerated().map { ($1.id, $0) })
+        readings.sort { order[$0.channel, default: 0] < order[$1.channel, default: 0] }
         return (readings, firstError)
     }
 
-    private func read(_ ch: ChannelConfig, unit: UInt8) async throws(ModbusError) -> (ReadingValue, [UInt16]) {
-        let n = ch.type.registerCount
-        switch ch.table {
-        case .coil:
-            let bits = try await client.readCoils(unit: unit, address: ch.address, count: 1)
-            return (.bool(bits[0]), [bits[0] ? 1 : 0])
-        case .discrete:
-            let bits = try await client.readDiscreteInputs(unit: unit, address: ch.address, count: 1)
-            return (.bool(bits[0]), [bits[0] ? 1 : 0])
-        case .holding:
-            let regs = try await client.readHoldingRegisters(unit: unit, address: ch.address, count: n)
-            return (RegisterDecoder.scaled(RegisterDecoder.decode(regs[...], as: ch.type, order: ch.wordOrder),
-                                           scale: ch.scale, offset: ch.offset), regs)
-        case .input:
-            let regs = try await client.readInputRegisters(unit: unit, address: ch.address, count: n)
-            return (RegisterDecoder.scaled(RegisterDecoder.decode(regs[...], as: ch.type, order: ch.wordOrder),
-                                           scale: ch.scale, offset: ch.offset), regs)
+    private func failed(_ device: DeviceConfig, _ i: Int, _ quality: Quality, _ synced: Bool) -> Reading {
+        Reading(device: device.id, channel: device.channels[i].id, time: clock.now(), value: .none,
+                unit: device.channels[i].unit, quality: quality, clockSynchronized: synced)
+    }
+
+    private func decode(_ device: DeviceConfig, _ i: Int, _ words: [UInt16], _ request: ReadRequest, _ time: UTCInstant, _ synced: Bool) -> Reading {
+        let ch = device.channels[i]
+        let from = ch.address - request.address
+        let slice = words[from..<from + ch.type.registerCount]
+        let value: ReadingValue = ch.table.isBitTable
+            ? .bool(slice.first! != 0)
+            : RegisterDecoder.scaled(RegisterDecoder.decode(slice, as: ch.type, order: ch.wordOrder), scale: ch.scale, offset: ch.offset)
+        return Reading(device: device.id, channel: ch.id, time: time, value: value, unit: ch.unit, quality: .good,
+                       clockSynchronized: synced, raw: Array(slice))
+    }
+
+    /// One request on the wire; bits come back as 0/1 words so decoding is uniform.
+    private func read(_ r: ReadRequest, unit: UInt8) async throws(ModbusError) -> [UInt16] {
+        switch r.table {
+        case .coil: return try await client.readCoils(unit: unit, address: r.address, count: r.count).map { $0 ? 1 : 0 }
+        case .discrete: return try await client.readDiscreteInputs(unit: unit, address: r.address, count: r.count).map { $0 ? 1 : 0 }
+        case .holding: return try await client.readHoldingRegisters(unit: unit, address: r.address, count: r.count)
+        case .input: return try await client.readInputRegisters(unit: unit, address: r.address, count: r.count)
         }
     }
 }

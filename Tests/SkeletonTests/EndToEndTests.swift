@@ -240,6 +240,17 @@ struct ConfigCommandTests {
         #expect(output.contains("ok"))
     }
 
+    @Test func planShowsMergedRequests() async throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("plan.toml")
+        try ("[node]\nsite = \"a\"\nname = \"b\"\n[mqtt]\nhost = \"localhost\"\n" + BeltScaleSimulator.exampleDeviceConfig(port: 1502))
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, output) = try await run("kilntally", ["plan", "--config", path], in: dir)
+        #expect(status == 0, "output:\n\(output)")
+        #expect(output.contains("holding  address 1009   count 8    -> rate, speed, total1"), "output:\n\(output)")
+        #expect(output.contains("3 request(s) per poll cycle for 6 channel(s)"))
+    }
+
     @Test func missingConfigFileIsAConfigError() async throws {
         let dir = try TemporaryDirectory()
         let (status, output) = try await run("kilntally", ["config", "check", "--config", dir.file("nope.toml")], in: dir)
