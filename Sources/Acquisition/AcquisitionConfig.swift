@@ -26,6 +26,8 @@ public struct DeviceConfig: Sendable, Hashable {
     public var unitID: UInt8
     public var pollInterval: Duration
     public var channels: [ChannelConfig]
+    /// Longest wait between probes of a device that does not answer (the backoff doubles up to this).
+    public var backoffMax: Duration = .seconds(60)
 }
 
 public struct AcquisitionConfig: Sendable, Hashable {
@@ -60,6 +62,7 @@ extension AcquisitionConfig {
                 ConfigKey("bus", .string, required: true, doc: "Name of the `[[bus]]` the device is on."),
                 ConfigKey("unit_id", .integer(min: 0, max: 255), default: .integer(1), doc: "Modbus unit (slave) id."),
                 ConfigKey("poll_interval", .duration, default: .string("1s"), doc: "How often the device is read."),
+                ConfigKey("backoff_max", .duration, default: .string("60s"), doc: "A device that does not answer is probed again after 2, 4, 8 … poll intervals, at most this long apart, so it costs at most one timeout per probe and the other devices on the bus keep their cadence."),
                 ConfigKey("channel", .arrayOfTables(ConfigTable([
                     ConfigKey("name", .string, required: true, doc: "Channel name, unique within the device; [A-Za-z0-9_-]."),
                     ConfigKey("table", .oneOf(RegisterTable.allCases.map(\.rawValue)), required: true, doc: "Modbus table: coil, discrete (input), holding (register) or input (register)."),
@@ -149,9 +152,12 @@ extension AcquisitionConfig {
                     scale: ch.double("scale") ?? 1, offset: ch.double("offset") ?? 0,
                     unit: ch.string("unit").flatMap(Unit.init(rawValue:))))
             }
+            let interval = dev.duration("poll_interval") ?? .seconds(1)
+            let backoffMax = dev.duration("backoff_max") ?? .seconds(60)
+            if backoffMax < interval { dev.error("backoff_max", "must not be shorter than poll_interval") }
             devices.append(DeviceConfig(
                 id: DeviceID(name), bus: bus, unitID: UInt8(clamping: dev.int("unit_id") ?? 1),
-                pollInterval: dev.duration("poll_interval") ?? .seconds(1), channels: channels))
+                pollInterval: interval, channels: channels, backoffMax: max(backoffMax, interval)))
         }
         return AcquisitionConfig(buses: buses, devices: devices)
     }

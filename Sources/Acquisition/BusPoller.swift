@@ -25,6 +25,18 @@ public final class BusPoller: Sendable {
         client = try ModbusClient(name: bus.name, transport: bus.transport, timeouts: bus.timeouts, logger: logger)
     }
 
+    /// The wait before probing a device again after `failures` polls in a row failed: 2, 4, 8 … poll intervals,
+    /// capped.
+    static func backoff(pollInterval: Duration, failures: Int, cap: Duration) -> Duration {
+        guard failures > 0 else { return pollInterval }
+        var d = pollInterval
+        for _ in 0..<min(failures, 32) {
+            d = d * 2
+            if d >= cap { return cap }
+        }
+        return d
+    }
+
     /// Ends the bus connection's thread (the poller's `run` does this itself when it ends).
     func shutdownClient() { client.shutdown() }
 
@@ -39,6 +51,7 @@ public final class BusPoller: Sendable {
         let start = ContinuousClock.now
         var due = devices.map { _ in start }
         var down = devices.map { _ in false }
+        var failures = devices.map { _ in 0 }
         while !Task.isCancelled {
             // The device whose next poll is soonest.
             let i = due.indices.min { due[$0] < due[$1] }!
@@ -46,11 +59,19 @@ public final class BusPoller: Sendable {
                 do { try await Task.sleep(until: due[i], clock: .continuous) } catch { return }
             }
             let device = devices[i]
-            let (readings, failure) = await poll(device, index: i)
-            // Next poll one interval after the scheduled time, skipping missed slots instead of bursting.
-            due[i] += device.pollInterval
+            let (readings, error) = await poll(device, index: i)
+            // Down means nothing it was asked answered: a refused register (an exception) is a channel's problem.
+            let failure = readings.contains { $0.quality == .good } ? nil : error
+            failures[i] = failure == nil ? 0 : failures[i] + 1
             let now = ContinuousClock.now
-            if due[i] < now { due[i] = now }
+            if failures[i] > 0 {
+                // Probe a silent device less and less often, so its timeouts do not eat its neighbours' cadence.
+                due[i] = now + Self.backoff(pollInterval: device.pollInterval, failures: failures[i], cap: device.backoffMax)
+            } else {
+                // Next poll one interval after the scheduled time, skipping missed slots instead of bursting.
+                due[i] += device.pollInterval
+                if due[i] < now { due[i] = now }
+            }
             if let failure, !down[i] {
                 down[i] = true
                 logger.error("device \(device.id) on bus \(bus.name) is not answering: \(failure)",

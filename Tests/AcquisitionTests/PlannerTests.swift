@@ -99,3 +99,19 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Dead-device backoff")
+struct BackoffTests {
+    @Test("2, 4, 8 … poll intervals after consecutive failures, capped", arguments: [
+        (1, 2.0), (2, 4.0), (3, 8.0), (5, 32.0), (6, 60.0), (40, 60.0),
+    ])
+    func schedule(failures: Int, seconds: Double) {
+        let d = BusPoller.backoff(pollInterval: .seconds(1), failures: failures, cap: .seconds(60))
+        #expect(d == .milliseconds(Int64(seconds * 1000)))
+    }
+
+    @Test func capBelowTheFirstStep() {
+        #expect(BusPoller.backoff(pollInterval: .milliseconds(500), failures: 1, cap: .milliseconds(700)) == .milliseconds(700))
+        #expect(BusPoller.backoff(pollInterval: .milliseconds(500), failures: 0, cap: .seconds(60)) == .milliseconds(500))
+    }
+}
