@@ -1,0 +1,147 @@
+import Acquisition
+import ArgumentParser
+import KilnTallyCore
+import KilnTallyDaemon
+import Logging
+import ModbusKit
+
+struct Probe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read registers from a device and print every interpretation side by side (find the byte order in one look).",
+        discussion: """
+            Opens the bus itself (use it while the daemon does not own that bus). Read-only: only function codes 1-4.
+            Examples:
+              kilntally probe --host 10.20.0.15 --unit 3 --table holding --address 1009 --count 8
+              kilntally probe --serial /dev/ttyUSB0 --baud 9600 --parity even --unit 1 --address 0 --count 4
+              kilntally probe --config /etc/kilntally/kilntally.toml --bus kiln-plc --unit 3 --address 1009 --count 8
+            """)
+
+    @Option(help: "Modbus TCP host.") var host: String?
+    @Option(help: "Modbus TCP port.") var port: Int = 502
+    @Option(help: "Serial device for Modbus RTU.") var serial: String?
+    @Option(help: "RTU baud rate.") var baud: Int = 9600
+    @Option(help: "RTU parity: none, even, odd.") var parity: String = "even"
+    @Option(name: .customLong("data-bits"), help: "RTU data bits.") var dataBits: Int = 8
+    @Option(name: .customLong("stop-bits"), help: "RTU stop bits.") var stopBits: Int = 1
+    @Option(help: "Take the connection from this configuration's --bus.") var config: String?
+    @Option(help: "Bus name in --config.") var bus: String?
+    @Option(help: "Unit (slave) id.") var unit: UInt8 = 1
+    @Option(help: "coil, discrete, holding or input.") var table: String = "holding"
+    @Option(help: "0-based protocol address of the first register.") var address: Int = 0
+    @Option(help: "Registers (or bits) to read, 1-125 (1-2000 for bits).") var count: Int = 2
+    @Option(help: "Response timeout in milliseconds.") var timeout: Int = 1000
+
+    func run() async throws {
+        guard let table = RegisterTable(rawValue: table) else { throw ValidationError("--table must be coil, discrete, holding or input") }
+        guard (1...(table.isBitTable ? 2000 : 125)).contains(count), (0...65535).contains(address), address + count <= 65536 else {
+            throw ValidationError("--count must be 1-125 registers (1-2000 bits) within addresses 0-65535")
+        }
+        let transport: ModbusTransport
+        if let config {
+            let c: KilnTallyConfiguration
+            do { c = try KilnTallyConfiguration.load(file: config) } catch {
+                var stderr = StandardError()
+                print(error.description, to: &stderr)
+                throw ExitCode(KilnTallyExit.configError.rawValue)
+            }
+            guard let b = c.acquisition.buses.first(where: { $0.name == bus }) else {
+                throw ValidationError("--bus must name a [[bus]] of \(config): \(c.acquisition.buses.map(\.name).joined(separator: ", "))")
+            }
+            transport = b.transport
+        } else if let serial {
+            let p: ModbusParity = switch parity { case "none": .none; case "odd": .odd; default: .even }
+            transport = .rtu(device: serial, baud: baud, parity: p, dataBits: dataBits, stopBits: stopBits)
+        } else if let host {
+            transport = .tcp(host: host, port: port)
+        } else {
+            throw ValidationError("give --host, --serial, or --config with --bus")
+        }
+        var logger = Logger(label: "kilntally-probe")
+        logger.logLevel = .critical
+        let client = try ModbusClient(name: "probe", transport: transport, timeouts: ModbusTimeouts(response: .milliseconds(Int64(timeout))), logger: logger)
+        defer { client.shutdown() }
+        let words: [UInt16]
+        do {
+            switch table {
+            case .coil: words = try await client.readCoils(unit: unit, address: address, count: count).map { $0 ? 1 : 0 }
+            case .discrete: words = try await client.readDiscreteInputs(unit: unit, address: address, count: count).map { $0 ? 1 : 0 }
+            case .holding: words = try await client.readHoldingRegisters(unit: unit, address: address, count: count)
+            case .input: words = try await client.readInputRegisters(unit: unit, address: address, count: count)
+            }
+        } catch {
+            var stderr = StandardError()
+            print("kilntally probe: \(error)", to: &stderr)
+            throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+        }
+        print(ProbeReport.render(words, table: table, address: address, unit: unit, endpoint: client.endpoint))
+    }
+}
+
+/// The side-by-side interpretations `kilntally probe` prints (pure, so it can be tested on known words).
+enum ProbeReport {
+    static func render(_ words: [UInt16], table: RegisterTable, address: Int, unit: UInt8, endpoint: String) -> String {
+        var out = ["unit \(unit) \(table.rawValue) \(address)...\(address + words.count - 1) (\(words.count)) from \(endpoint)"]
+        if table.isBitTable {
+            for (i, w) in words.enumerated() { out.append("\(cell(address + i, 7))\(w)") }
+            return out.joined(separator: "\n")
+        }
+        out.append("address  hex     uint16   int16")
+        for (i, w) in words.enumerated() {
+            out.append(cell(address + i, 9) + cell(hex(w), 8) + cell(w, 9) + String(Int16(bitPattern: w)))
+        }
+        if words.count >= 2 {
+            out.append("")
+            out.append("32-bit from  order  uint32        int32         float32")
+            for i in 0..<(words.count - 1) {
+                for order in WordOrder.allCases {
+                    let regs = words[i..<i + 2]
+                    out.append(cell(address + i, 13) + cell(order.rawValue, 7)
+                               + cell(text(RegisterDecoder.decode(regs, as: .uint32, order: order)), 14)
+                               + cell(text(RegisterDecoder.decode(regs, as: .int32, order: order)), 14)
+                               + float32Text(RegisterDecoder.decode(regs, as: .float32, order: order)))
+                }
+            }
+        }
+        if words.count >= 4 {
+            out.append("")
+            out.append("64-bit from  order  uint64                int64                 float64")
+            for i in 0..<(words.count - 3) {
+                for order in WordOrder.allCases {
+                    let regs = words[i..<i + 4]
+                    out.append(cell(address + i, 13) + cell(order.rawValue, 7)
+                               + cell(text(RegisterDecoder.decode(regs, as: .uint64, order: order)), 22)
+                               + cell(text(RegisterDecoder.decode(regs, as: .int64, order: order)), 22)
+                               + text(RegisterDecoder.decode(regs, as: .float64, order: order)))
+                }
+            }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func text(_ v: ReadingValue) -> String {
+        switch v {
+        case .int(let x): String(x)
+        case .uint(let x): String(x)
+        case .double(let x): x.isFinite ? "\(x)" : "\(x)"
+        case .bool(let b): String(b)
+        case .string(let s): s
+        case .none: "-"
+        }
+    }
+
+    /// A float32 in its own shortest form (widened to Double it would print spurious digits).
+    static func float32Text(_ v: ReadingValue) -> String {
+        if case .double(let d) = v { return "\(Float(d))" }
+        return text(v)
+    }
+
+    static func hex(_ w: UInt16) -> String {
+        let h = String(w, radix: 16, uppercase: true)
+        return "0x" + String(repeating: "0", count: 4 - h.count) + h
+    }
+
+    static func cell(_ v: Any, _ width: Int) -> String {
+        let s = "\(v)"
+        return s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+}
