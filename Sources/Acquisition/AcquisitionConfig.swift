@@ -18,6 +18,8 @@ public struct ChannelConfig: Sendable, Hashable {
     public var scale: Double
     public var offset: Double
     public var unit: Unit?
+    /// Decoded values (before scale and offset) that mean "no value", e.g. the BW500's 22222 and 30000-30014.
+    public var sentinels: Set<Int64> = []
 }
 
 public struct DeviceConfig: Sendable, Hashable {
@@ -72,6 +74,7 @@ extension AcquisitionConfig {
                     ConfigKey("scale", .float(), default: .float(1), doc: "Multiplier applied to the decoded value."),
                     ConfigKey("offset", .float(), default: .float(0), doc: "Added to the value after scaling."),
                     ConfigKey("unit", .oneOf(Unit.allCases.map(\.rawValue)), doc: "Engineering unit of the scaled value (closed set)."),
+                    ConfigKey("sentinels", .array(.integer()), doc: "Raw decoded values (before scale and offset) that mean \"no value\", e.g. [22222, 30000, 30001, -32768, 32767] for a Siemens BW500; such a reading is stored with quality invalid and no value, its raw registers kept."),
                 ])), required: true, doc: "The values read from the device."),
             ])), doc: "Modbus devices and the channels read from each."),
         ]
@@ -150,7 +153,11 @@ extension AcquisitionConfig {
                     id: ChannelID(cname), table: table, address: address, type: type,
                     wordOrder: WordOrder(rawValue: ch.string("word_order") ?? "ABCD") ?? .abcd,
                     scale: ch.double("scale") ?? 1, offset: ch.double("offset") ?? 0,
-                    unit: ch.string("unit").flatMap(Unit.init(rawValue:))))
+                    unit: ch.string("unit").flatMap(Unit.init(rawValue:)),
+                    sentinels: Set(ch.ints("sentinels") ?? [])))
+                if table.isBitTable && !(ch.ints("sentinels") ?? []).isEmpty {
+                    ch.error("sentinels", "a \(table.rawValue) is a single bit: it has no sentinel values")
+                }
             }
             let interval = dev.duration("poll_interval") ?? .seconds(1)
             let backoffMax = dev.duration("backoff_max") ?? .seconds(60)

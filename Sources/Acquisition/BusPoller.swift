@@ -171,11 +171,19 @@ public final class BusPoller: Sendable {
         let ch = device.channels[i]
         let from = ch.address - request.address
         let slice = words[from..<from + ch.type.registerCount]
-        let value: ReadingValue = ch.table.isBitTable
-            ? .bool(slice.first! != 0)
-            : RegisterDecoder.scaled(RegisterDecoder.decode(slice, as: ch.type, order: ch.wordOrder), scale: ch.scale, offset: ch.offset)
-        return Reading(device: device.id, channel: ch.id, time: time, value: value, unit: ch.unit, quality: .good,
-                       clockSynchronized: synced, raw: Array(slice))
+        if ch.table.isBitTable {
+            return Reading(device: device.id, channel: ch.id, time: time, value: .bool(slice.first! != 0), unit: ch.unit,
+                           quality: .good, clockSynchronized: synced, raw: Array(slice))
+        }
+        let decoded = RegisterDecoder.decode(slice, as: ch.type, order: ch.wordOrder)
+        if RegisterDecoder.isSentinel(decoded, ch.sentinels) {
+            // "No value" from the device: never a number in any sum; the raw registers stay for the audit trail.
+            return Reading(device: device.id, channel: ch.id, time: time, value: .none, unit: ch.unit, quality: .invalid,
+                           clockSynchronized: synced, raw: Array(slice))
+        }
+        return Reading(device: device.id, channel: ch.id, time: time,
+                       value: RegisterDecoder.scaled(decoded, scale: ch.scale, offset: ch.offset), unit: ch.unit,
+                       quality: .good, clockSynchronized: synced, raw: Array(slice))
     }
 
     /// One request on the wire; bits come back as 0/1 words so decoding is uniform.

@@ -86,3 +86,16 @@ public enum RegisterDecoder {
         }
     }
 }
+
+extension RegisterDecoder {
+    /// Whether a decoded (unscaled) value is one of the channel's "no value" sentinels.
+    public static func isSentinel(_ value: ReadingValue, _ sentinels: Set<Int64>) -> Bool {
+        guard !sentinels.isEmpty else { return false }
+        switch value {
+        case .int(let v): return sentinels.contains(v)
+        case .uint(let v): return v <= UInt64(Int64.max) && sentinels.contains(Int64(v))
+        case .double(let d): return d == d.rounded() && abs(d) < 9.2e18 && sentinels.contains(Int64(d))
+        default: return false
+        }
+    }
+}

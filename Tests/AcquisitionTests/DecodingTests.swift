@@ -57,4 +57,14 @@ struct DecodingTests {
         #expect(RegisterDecoder.scaled(.uint(UInt64.max), scale: 2, offset: 0) == .double(Double(UInt64.max) * 2))
         #expect(RegisterDecoder.scaled(.bool(true), scale: 2, offset: 1) == .bool(true))
     }
+
+    @Test("BW500 sentinels are recognised before scaling, in every integer form", arguments: [
+        (ReadingValue.uint(22222), true), (.uint(30003), true), (.int(-32768), true), (.int(32767), true),
+        (.uint(7345), false), (.int(-1), false), (.double(22222), true), (.double(22222.5), false), (.bool(true), false),
+    ])
+    func sentinels(value: ReadingValue, expected: Bool) {
+        let bw500: Set<Int64> = [22222, 30000, 30001, 30003, 30004, -32768, 32767]
+        #expect(RegisterDecoder.isSentinel(value, bw500) == expected)
+        #expect(!RegisterDecoder.isSentinel(value, []))
+    }
 }

@@ -44,6 +44,31 @@ struct PollerInteropTests {
     }
 }
 
+@Suite("Bus poller sentinels", .serialized)
+struct PollerSentinelTests {
+    @Test("a BW500-style sentinel (22222) becomes an invalid reading with no value and its raw register kept")
+    func sentinelIsNoValue() async throws {
+        let dir = try TemporaryDirectory()
+        let server = try await PymodbusServer.startTCP(in: dir, map: PymodbusRegisterMap(size: 4, holding: [22222, 7345]))
+        defer { server.process.stop() }
+        var logger = Logger(label: "sentinel-test")
+        logger.logLevel = .critical
+        var load = channel("load", .holding, 0, .uint16)
+        load.sentinels = [22222, 30000]
+        load.scale = 0.001
+        var rate = channel("rate", .holding, 1, .uint16)
+        rate.sentinels = [22222]
+        let bus = BusConfig(name: "plc", transport: .tcp(host: "127.0.0.1", port: server.port), timeouts: ModbusTimeouts(response: .seconds(2)))
+        let device = DeviceConfig(id: "bw500", bus: "plc", unitID: 1, pollInterval: .seconds(1), channels: [load, rate])
+        let poller = try BusPoller(bus: bus, devices: [device], clock: SystemClock(), logger: logger)
+        defer { poller.shutdownClient() }
+        let (readings, error) = await poller.poll(device, index: 0)
+        #expect(error == nil)
+        #expect(readings[0].quality == .invalid && readings[0].value == ReadingValue.none && readings[0].raw == [22222])
+        #expect(readings[1].quality == .good && readings[1].value == .uint(7345))
+    }
+}
+
 @Suite("Bus poller cadence with a dead neighbour", .serialized)
 struct PollerCadenceTests {
     @Test("a device that never answers is probed with backoff; its healthy neighbour keeps its interval")

@@ -1,0 +1,73 @@
+import Acquisition
+import KilnTallyCore
+import Testing
+
+@Suite("Acquisition config")
+struct AcquisitionConfigTests {
+    func decode(_ text: String) throws(ConfigErrors) -> AcquisitionConfig {
+        var schema = ConfigSchema()
+        for s in AcquisitionConfig.configSections { schema.register(s) }
+        let doc = try ConfigLoader(schema: schema).load(text: text, file: "k.toml")
+        let diagnostics = ConfigDiagnostics(document: doc)
+        let config = AcquisitionConfig.decode(ConfigReader(document: doc, diagnostics: diagnostics))
+        try diagnostics.finish()
+        return config
+    }
+
+    let base = """
+        [[bus]]
+        name = "plc"
+        kind = "tcp"
+        host = "10.0.0.5"
+        max_gap = 4
+
+        [[device]]
+        name = "bw500"
+        bus = "plc"
+        backoff_max = "30s"
+
+        """
+
+    @Test func sentinelsAndLimitsAreRead() throws {
+        let c = try decode(base + """
+              [[device.channel]]
+              name = "load"
+              table = "holding"
+              address = 1011
+              type = "uint32"
+              sentinels = [22222, 30000, -32768]
+            """)
+        #expect(c.devices[0].channels[0].sentinels == [22222, 30000, -32768])
+        #expect(c.buses[0].limits == PlannerLimits(maxRegisters: 125, maxBits: 2000, maxGap: 4))
+        #expect(c.devices[0].backoffMax == .seconds(30))
+    }
+
+    @Test func sentinelsOnACoilAreAnError() {
+        do {
+            _ = try decode(base + """
+                  [[device.channel]]
+                  name = "running"
+                  table = "coil"
+                  address = 0
+                  sentinels = [1]
+                """)
+            Issue.record("accepted sentinels on a coil")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == ["k.toml:15: device[0].channel[0].sentinels: a coil is a single bit: it has no sentinel values"])
+        }
+    }
+
+    @Test func backoffShorterThanThePollIntervalIsAnError() {
+        do {
+            _ = try decode(base.replacingOccurrences(of: "backoff_max = \"30s\"", with: "backoff_max = \"100ms\"\npoll_interval = \"1s\"") + """
+                  [[device.channel]]
+                  name = "v"
+                  table = "holding"
+                  address = 0
+                """)
+            Issue.record("accepted a backoff shorter than the poll interval")
+        } catch {
+            #expect(error.diagnostics.contains { $0.description.contains("device[0].backoff_max: must not be shorter than poll_interval") })
+        }
+    }
+}
