@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "MQTTKitTests", dependencies: ["MQTTKit", "TestSupport", "MQTTWillClient"]),
         .executableTarget(name: "MQTTWillClient", dependencies: ["MQTTKit", .product(name: "Logging", package: "swift-log")], path: "Tests/MQTTWillClient"),
         .testTarget(name: "AcquisitionTests", dependencies: [
-            "Acquisition", "KilnTallyCore", "ModbusKit", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            "Acquisition", "KilnTallyCore", "ModbusKit", "Simulator", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore", "TestSupport", "RingStoreCrashWriter"]),
         // Appends to a ring store until killed; the crash-loop test kills it with SIGKILL at random moments.

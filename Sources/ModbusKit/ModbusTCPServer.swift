@@ -134,6 +134,9 @@ public final class ModbusTCPServer: Sendable {
     /// Requests answered so far (counted just before the reply is sent, so a client that has its answer sees it).
     public var requestCount: Int { core.requests.load(ordering: .acquiring) }
 
+    /// The requests received so far, oldest first (the last 50,000-100,000 are kept).
+    public var requestLog: [ModbusRequestRecord] { core.log.withLock { $0 } }
+
     /// Runs `body` on the register mapping while holding the lock the serving thread holds while replying, so a
     /// request sees either all or none of the changes.
     public func update<R: Sendable, E: Error>(_ body: (inout ModbusRegisterMap) throws(E) -> R) throws(E) -> R {
@@ -172,6 +175,9 @@ final class ServerCore: @unchecked Sendable {
     let mapping: Mutex<MappingBox>
     let lifecycle = Mutex(Lifecycle.idle)
     let requests = Atomic<Int>(0)
+    /// The most recent requests received (bounded), for tests and the simulator's request log.
+    let log = Mutex<[ModbusRequestRecord]>([])
+    static let logLimit = 100_000
     let boundPort: Atomic<Int>
     let host: String
     let logger: Logger
@@ -330,6 +336,16 @@ final class ServerCore: @unchecked Sendable {
                 let received = request.withUnsafeMutableBufferPointer { LibModbus.receive(ctx, $0.baseAddress!) }
                 switch received {
                 case .success(let length) where length > 0:
+                    // MBAP header (7 bytes, unit id last), then the PDU: function code, address, count/value.
+                    if length >= 12 {
+                        let record = ModbusRequestRecord(
+                            unit: request[6], functionCode: request[7],
+                            address: Int(request[8]) << 8 | Int(request[9]), count: Int(request[10]) << 8 | Int(request[11]))
+                        log.withLock { l in
+                            if l.count >= Self.logLimit { l.removeFirst(l.count / 2) }
+                            l.append(record)
+                        }
+                    }
                     let replied = mapping.withLock { (box: inout MappingBox) -> Bool in
                         requests.add(1, ordering: .releasing)
                         let result = request.withUnsafeBufferPointer { LibModbus.reply(ctx, $0.baseAddress!, length, box.mapping) }
@@ -353,4 +369,13 @@ final class ServerCore: @unchecked Sendable {
             }
         }
     }
+}
+
+/// One request a `ModbusTCPServer` received, as it came on the wire.
+public struct ModbusRequestRecord: Sendable, Hashable {
+    public var unit: UInt8
+    public var functionCode: UInt8
+    public var address: Int
+    /// The quantity field (for the read function codes; a write's value field for others).
+    public var count: Int
 }

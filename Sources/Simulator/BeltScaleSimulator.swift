@@ -68,6 +68,8 @@ public final class BeltScaleSimulator: Sendable {
 
     public var port: Int { server.port }
     public var requestCount: Int { server.requestCount }
+    /// Every request the simulator received (function code, unit, address, count), oldest first.
+    public var requestLog: [ModbusRequestRecord] { server.requestLog }
 
     /// Moves the registers until the task is cancelled.
     public func run() async {

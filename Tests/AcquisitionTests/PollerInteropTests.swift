@@ -2,6 +2,7 @@
 import KilnTallyCore
 import Logging
 import ModbusKit
+import Simulator
 import TestSupport
 import Synchronization
 import Testing
@@ -102,5 +103,43 @@ struct PollerCadenceTests {
         #expect((counts["dead"] ?? 0) <= 6, "\(counts)")
         #expect((counts["healthy"] ?? 0) >= 10, "\(counts)")
         #expect(events.withLock { $0 } == [.deviceDown], "one down event, no flapping")
+    }
+}
+
+@Suite("Read-only on the wire", .serialized)
+struct ReadOnlyWireTests {
+    @Test("polling the simulator sends only function codes 1-4, exactly the planned requests per poll")
+    func onlyReadFunctionCodes() async throws {
+        var logger = Logger(label: "wire-test")
+        logger.logLevel = .critical
+        let simulator = try BeltScaleSimulator(host: "127.0.0.1", port: 0, logger: logger)
+        let port = try simulator.start()
+        defer { simulator.stop() }
+        let channels = [
+            channel("rate", .holding, BeltScaleSimulator.Address.rate, .uint32),
+            channel("total1", .holding, BeltScaleSimulator.Address.total1, .uint32),
+            channel("speed", .holding, BeltScaleSimulator.Address.speed, .uint32),
+            channel("rate_f32", .input, BeltScaleSimulator.Address.rateFloat, .float32),
+            channel("running", .coil, 0, .bool),
+            channel("moving", .discrete, 0, .bool),
+        ]
+        let bus = BusConfig(name: "sim", transport: .tcp(host: "127.0.0.1", port: port), timeouts: ModbusTimeouts(response: .seconds(2)))
+        let device = DeviceConfig(id: "belt1", bus: "sim", unitID: 1, pollInterval: .seconds(1), channels: channels)
+        let poller = try BusPoller(bus: bus, devices: [device], clock: SystemClock(), logger: logger)
+        defer { poller.shutdownClient() }
+        for _ in 0..<10 {
+            let (readings, error) = await poller.poll(device, index: 0)
+            #expect(error == nil && readings.allSatisfy { $0.quality == .good })
+        }
+        let log = simulator.requestLog
+        let plan = RequestPlanner.plan(channels, limits: bus.limits)
+        #expect(log.count == 10 * plan.count, "\(log.count) requests for 10 polls of a \(plan.count)-request plan")
+        #expect(Set(log.map(\.functionCode)) == [1, 2, 3, 4], "coils, discrete inputs, holding and input registers")
+        #expect(log.allSatisfy { (1...4).contains($0.functionCode) }, "never a write or any other function code")
+        #expect(Set(log.map { "\($0.functionCode)@\($0.address)+\($0.count)" })
+                == Set(plan.map { r -> String in
+                    let fc = switch r.table { case .coil: 1; case .discrete: 2; case .holding: 3; case .input: 4 }
+                    return "\(fc)@\(r.address)+\(r.count)"
+                }))
     }
 }
