@@ -20,6 +20,38 @@ public struct ChannelConfig: Sendable, Hashable {
     public var unit: Unit?
     /// Decoded values (before scale and offset) that mean "no value", e.g. the BW500's 22222 and 30000-30014.
     public var sentinels: Set<Int64> = []
+    /// For `bit`: which bit, 0 = least significant.
+    public var bit: Int? = nil
+    /// For `bit`: the width of the status word the bit is in, 16 (one register) or 32 (two, word order applies).
+    public var wordBits: Int = 16
+    /// For `string`: how many registers hold the text.
+    public var length: Int? = nil
+
+    public init(id: ChannelID, table: RegisterTable, address: Int, type: ValueType, wordOrder: WordOrder = .abcd,
+                scale: Double = 1, offset: Double = 0, unit: Unit? = nil, sentinels: Set<Int64> = [],
+                bit: Int? = nil, wordBits: Int = 16, length: Int? = nil) {
+        self.id = id
+        self.table = table
+        self.address = address
+        self.type = type
+        self.wordOrder = wordOrder
+        self.scale = scale
+        self.offset = offset
+        self.unit = unit
+        self.sentinels = sentinels
+        self.bit = bit
+        self.wordBits = wordBits
+        self.length = length
+    }
+
+    /// Registers (or bits) the channel occupies.
+    public var registerCount: Int {
+        switch type {
+        case .bit: wordBits / 16
+        case .string: length ?? 1
+        default: type.registerCount
+        }
+    }
 }
 
 public struct DeviceConfig: Sendable, Hashable {
@@ -69,7 +101,10 @@ extension AcquisitionConfig {
                     ConfigKey("name", .string, required: true, doc: "Channel name, unique within the device; [A-Za-z0-9_-]."),
                     ConfigKey("table", .oneOf(RegisterTable.allCases.map(\.rawValue)), required: true, doc: "Modbus table: coil, discrete (input), holding (register) or input (register)."),
                     ConfigKey("address", .integer(min: 0, max: 65535), required: true, doc: "0-based protocol address of the first register or bit (holding register 40001 is address 0)."),
-                    ConfigKey("type", .oneOf(ValueType.allCases.map(\.rawValue)), doc: "Value type; bool for coils and discrete inputs (the default there), uint16 by default for registers."),
+                    ConfigKey("type", .oneOf(ValueType.allCases.map(\.rawValue)), doc: "Value type; bool for coils and discrete inputs (the default there), uint16 by default for registers; `bit` (with `bit`) for one bit of a status word, `string` (with `length`) for text."),
+                    ConfigKey("bit", .integer(min: 0, max: 31), doc: "For type = \"bit\": the bit, 0 = least significant."),
+                    ConfigKey("word_bits", .oneOf(["16", "32"]), default: .string("16"), doc: "For type = \"bit\": width of the status word holding the bit: \"16\" (one register) or \"32\" (two registers; word_order applies), e.g. \"32\" for the Flintec FT-112 status."),
+                    ConfigKey("length", .integer(min: 1, max: 125), doc: "For type = \"string\": registers holding the text, two characters each."),
                     ConfigKey("word_order", .oneOf(WordOrder.allCases.map(\.rawValue)), default: .string("ABCD"), doc: "Byte/word order of multi-register values: ABCD (high word first), CDAB (word swap), BADC (byte swap), DCBA (both)."),
                     ConfigKey("scale", .float(), default: .float(1), doc: "Multiplier applied to the decoded value."),
                     ConfigKey("offset", .float(), default: .float(0), doc: "Added to the value after scaling."),
@@ -146,15 +181,25 @@ extension AcquisitionConfig {
                     ch.error("type", "bool is for coils and discrete inputs; for a bit of a register use an integer type")
                 }
                 let address = Int(ch.int("address") ?? 0)
-                if address + type.registerCount > 65536 {
-                    ch.error("address", "\(type.rawValue) at address \(address) runs past the last address 65535")
-                }
-                channels.append(ChannelConfig(
+                let bit = ch.int("bit").map(Int.init)
+                let length = ch.int("length").map(Int.init)
+                let wordBits = ch.string("word_bits") == "32" ? 32 : 16
+                if type == .bit && bit == nil { ch.error("bit", "type \"bit\" needs `bit` (0-31)") }
+                if type == .bit, let bit, bit >= wordBits { ch.error("bit", "bit \(bit) is outside a \(wordBits)-bit word (set word_bits = \"32\")") }
+                if type != .bit && ch.has("word_bits") { ch.error("word_bits", "`word_bits` is only for type \"bit\"") }
+                if type != .bit && bit != nil { ch.error("bit", "`bit` is only for type \"bit\"") }
+                if type == .string && length == nil { ch.error("length", "type \"string\" needs `length` (registers)") }
+                if type != .string && length != nil { ch.error("length", "`length` is only for type \"string\"") }
+                let config = ChannelConfig(
                     id: ChannelID(cname), table: table, address: address, type: type,
                     wordOrder: WordOrder(rawValue: ch.string("word_order") ?? "ABCD") ?? .abcd,
                     scale: ch.double("scale") ?? 1, offset: ch.double("offset") ?? 0,
                     unit: ch.string("unit").flatMap(Unit.init(rawValue:)),
-                    sentinels: Set(ch.ints("sentinels") ?? [])))
+                    sentinels: Set(ch.ints("sentinels") ?? []), bit: bit, wordBits: wordBits, length: length)
+                if address + config.registerCount > 65536 {
+                    ch.error("address", "\(type.rawValue) at address \(address) runs past the last address 65535")
+                }
+                channels.append(config)
                 if table.isBitTable && !(ch.ints("sentinels") ?? []).isEmpty {
                     ch.error("sentinels", "a \(table.rawValue) is a single bit: it has no sentinel values")
                 }

@@ -110,7 +110,7 @@ public final class BusPoller: Sendable {
         for i in resting { readings.append(failed(device, i, .deviceFault, clock.isSynchronized())) }
         let plan = RequestPlanner.plan(device.channels, limits: bus.limits, excluding: resting.union(retrying))
             + retrying.map { ReadRequest(table: device.channels[$0].table, address: device.channels[$0].address,
-                                         count: device.channels[$0].type.registerCount, channels: [$0]) }
+                                         count: device.channels[$0].registerCount, channels: [$0]) }
         var connectionDead = false
         for request in plan {
             if Task.isCancelled { break }
@@ -131,7 +131,7 @@ public final class BusPoller: Sendable {
                     // leave the refused ones out of the merged plan from now on.
                     for i in request.channels {
                         let single = ReadRequest(table: request.table, address: device.channels[i].address,
-                                                 count: device.channels[i].type.registerCount, channels: [i])
+                                                 count: device.channels[i].registerCount, channels: [i])
                         do {
                             let words = try await read(single, unit: device.unitID)
                             readings.append(decode(device, i, words, single, clock.now(), synced))
@@ -170,12 +170,12 @@ public final class BusPoller: Sendable {
     private func decode(_ device: DeviceConfig, _ i: Int, _ words: [UInt16], _ request: ReadRequest, _ time: UTCInstant, _ synced: Bool) -> Reading {
         let ch = device.channels[i]
         let from = ch.address - request.address
-        let slice = words[from..<from + ch.type.registerCount]
+        let slice = words[from..<from + ch.registerCount]
         if ch.table.isBitTable {
             return Reading(device: device.id, channel: ch.id, time: time, value: .bool(slice.first! != 0), unit: ch.unit,
                            quality: .good, clockSynchronized: synced, raw: Array(slice))
         }
-        let decoded = RegisterDecoder.decode(slice, as: ch.type, order: ch.wordOrder)
+        let decoded = RegisterDecoder.decode(slice, channel: ch)
         if RegisterDecoder.isSentinel(decoded, ch.sentinels) {
             // "No value" from the device: never a number in any sum; the raw registers stay for the audit trail.
             return Reading(device: device.id, channel: ch.id, time: time, value: .none, unit: ch.unit, quality: .invalid,

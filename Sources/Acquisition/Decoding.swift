@@ -9,11 +9,16 @@ public enum RegisterTable: String, Sendable, CaseIterable {
 /// How a channel's registers are decoded.
 public enum ValueType: String, Sendable, CaseIterable {
     case bool, int16, uint16, int32, uint32, int64, uint64, float32, float64
+    /// One bit of a 16-bit register (bit 0-15) or of the 32-bit value of two registers (bit 16-31).
+    case bit
+    /// Text in N registers, two characters each (high byte first for ABCD/CDAB, swapped for BADC/DCBA).
+    case string
 
-    /// Registers (or bits, for bool) a value of this type occupies.
+    /// Registers (or bits, for bool) a value of this type occupies; for `bit` and `string` see
+    /// `ChannelConfig.registerCount`.
     public var registerCount: Int {
         switch self {
-        case .bool, .int16, .uint16: 1
+        case .bool, .int16, .uint16, .bit, .string: 1
         case .int32, .uint32, .float32: 2
         case .int64, .uint64, .float64: 4
         }
@@ -45,10 +50,34 @@ public enum RegisterDecoder {
         return v
     }
 
+    /// Decodes a channel's value from exactly its `registerCount` words.
+    public static func decode(_ regs: ArraySlice<UInt16>, channel ch: ChannelConfig) -> ReadingValue {
+        switch ch.type {
+        case .bit:
+            let bit = ch.bit ?? 0
+            return .bool((combine(regs, order: ch.wordOrder) >> UInt64(bit)) & 1 == 1)
+        case .string:
+            var bytes: [UInt8] = []
+            for w in regs {
+                let word = ch.wordOrder.bytesSwapped ? w.byteSwapped : w
+                bytes.append(UInt8(word >> 8))
+                bytes.append(UInt8(word & 0xFF))
+            }
+            // Devices pad with NULs or spaces; a NUL ends the text.
+            if let nul = bytes.firstIndex(of: 0) { bytes.removeSubrange(nul...) }
+            while bytes.last == 0x20 { bytes.removeLast() }
+            return .string(String(decoding: bytes, as: UTF8.self))
+        default:
+            return decode(regs, as: ch.type, order: ch.wordOrder)
+        }
+    }
+
     /// Decodes `type` from `regs` (exactly `type.registerCount` words).
     public static func decode(_ regs: ArraySlice<UInt16>, as type: ValueType, order: WordOrder) -> ReadingValue {
         precondition(regs.count == type.registerCount, "decode \(type) needs \(type.registerCount) registers, got \(regs.count)")
         switch type {
+        case .bit: return .bool(regs.first! & 1 == 1)
+        case .string: return .string(String(decoding: [UInt8(regs.first! >> 8), UInt8(regs.first! & 0xFF)].filter { $0 != 0 }, as: UTF8.self))
         case .bool: return .bool(regs.first! != 0)
         case .int16: return .int(Int64(Int16(bitPattern: order.bytesSwapped ? regs.first!.byteSwapped : regs.first!)))
         case .uint16: return .uint(UInt64(order.bytesSwapped ? regs.first!.byteSwapped : regs.first!))

@@ -39,7 +39,7 @@ public enum RequestPlanner {
             var current: ReadRequest?
             for i in members {
                 let start = channels[i].address
-                let end = start + channels[i].type.registerCount
+                let end = start + channels[i].registerCount
                 if var r = current, start - r.end <= limits.maxGap, max(r.end, end) - r.address <= limit {
                     r.count = max(r.end, end) - r.address
                     r.channels.append(i)
@@ -58,7 +58,7 @@ public enum RequestPlanner {
     public static func wasted(_ requests: [ReadRequest], channels: [ChannelConfig]) -> Int {
         requests.reduce(0) { total, r in
             var used = Set<Int>()
-            for i in r.channels { used.formUnion(channels[i].address..<channels[i].address + channels[i].type.registerCount) }
+            for i in r.channels { used.formUnion(channels[i].address..<channels[i].address + channels[i].registerCount) }
             return total + r.count - used.count
         }
     }

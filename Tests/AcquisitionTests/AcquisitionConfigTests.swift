@@ -70,4 +70,28 @@ struct AcquisitionConfigTests {
             #expect(error.diagnostics.contains { $0.description.contains("device[0].backoff_max: must not be shorter than poll_interval") })
         }
     }
+
+    @Test func bitAndStringNeedTheirParameters() {
+        do {
+            _ = try decode(base + """
+                  [[device.channel]]
+                  name = "unstable"
+                  table = "holding"
+                  address = 6
+                  type = "bit"
+
+                  [[device.channel]]
+                  name = "plate"
+                  table = "holding"
+                  address = 20
+                  type = "uint16"
+                  length = 4
+                """)
+            Issue.record("accepted a bit without `bit` and a length on a uint16")
+        } catch {
+            let d = error.diagnostics.map(\.description)
+            #expect(d.contains { $0.contains("device[0].channel[0].bit: type \"bit\" needs `bit` (0-31)") }, "\(d)")
+            #expect(d.contains { $0.contains("device[0].channel[1].length: `length` is only for type \"string\"") }, "\(d)")
+        }
+    }
 }

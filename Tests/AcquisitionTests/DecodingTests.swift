@@ -67,4 +67,33 @@ struct DecodingTests {
         #expect(RegisterDecoder.isSentinel(value, bw500) == expected)
         #expect(!RegisterDecoder.isSentinel(value, []))
     }
+
+    func ch(_ type: ValueType, order: WordOrder = .abcd, bit: Int? = nil, wordBits: Int = 16, length: Int? = nil) -> ChannelConfig {
+        ChannelConfig(id: "c", table: .holding, address: 0, type: type, wordOrder: order, scale: 1, offset: 0, unit: nil,
+                      bit: bit, wordBits: wordBits, length: length)
+    }
+
+    @Test("bit of a status word: Flintec FT-112 status is 32-bit, B2 = unstable, B27 = a decimal-point bit", arguments: [
+        // (registers, order, bit, expected)
+        ([UInt16(0x0004)], WordOrder.abcd, 2, true), ([0x0004], .abcd, 3, false), ([0x8000], .abcd, 15, true),
+        ([0x0000, 0x0004], .abcd, 2, true), ([0x0800, 0x0000], .abcd, 27, true), ([0x0000, 0x0800], .cdab, 27, true),
+        ([0x0800, 0x0000], .cdab, 27, false), ([0x0400], .badc, 2, true),
+    ])
+    func bits(regs: [UInt16], order: WordOrder, bit: Int, expected: Bool) {
+        let c = ch(.bit, order: order, bit: bit, wordBits: regs.count * 16)
+        #expect(c.registerCount == regs.count)
+        #expect(RegisterDecoder.decode(regs[...], channel: c) == .bool(expected))
+    }
+
+    @Test("strings: two characters per register, padding trimmed, byte-swapped orders", arguments: [
+        ([UInt16(0x4142), 0x2D31, 0x3233, 0x0000], WordOrder.abcd, "AB-123"),
+        ([0x4142, 0x2D31, 0x3233, 0x2020], .abcd, "AB-123"),
+        ([0x4241, 0x312D, 0x3332, 0x0000], .badc, "AB-123"),
+        ([0x0000, 0x4142], .abcd, ""),
+    ])
+    func strings(regs: [UInt16], order: WordOrder, expected: String) {
+        let c = ch(.string, order: order, length: regs.count)
+        #expect(c.registerCount == regs.count)
+        #expect(RegisterDecoder.decode(regs[...], channel: c) == .string(expected))
+    }
 }

@@ -23,7 +23,7 @@ func optimalRequestCount(_ chans: [ChannelConfig], limits: PlannerLimits) -> Int
                 var hi = lo, ok = true
                 for ch in run {
                     if ch.address - hi > limits.maxGap { ok = false; break }
-                    hi = max(hi, ch.address + ch.type.registerCount)
+                    hi = max(hi, ch.address + ch.registerCount)
                 }
                 if ok && hi - lo <= limit { best[end] = min(best[end], best[start] + 1) }
             }
@@ -81,7 +81,7 @@ struct PlannerTests {
             #expect(r.count <= (r.table.isBitTable ? limits.maxBits : limits.maxRegisters))
             for i in r.channels {
                 #expect(chans[i].table == r.table && chans[i].address >= r.address
-                        && chans[i].address + chans[i].type.registerCount <= r.end)
+                        && chans[i].address + chans[i].registerCount <= r.end)
             }
         }
         #expect(plan.count == optimalRequestCount(chans, limits: limits))

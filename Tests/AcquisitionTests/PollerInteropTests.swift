@@ -70,6 +70,37 @@ struct PollerSentinelTests {
     }
 }
 
+@Suite("Bus poller bit and string channels", .serialized)
+struct PollerBitStringTests {
+    @Test("a status bit and a ticket text read from pymodbus in one merged request")
+    func bitAndString() async throws {
+        let dir = try TemporaryDirectory()
+        // Flintec-style 32-bit status at 6-7 (B2 unstable set, B3 net clear), plate text "AB-123" at 8-11.
+        let server = try await PymodbusServer.startTCP(in: dir, map: PymodbusRegisterMap(
+            size: 16, holding: [0, 0, 0, 0, 0, 0, 0x0000, 0x0004, 0x4142, 0x2D31, 0x3233, 0x0000]))
+        defer { server.process.stop() }
+        var logger = Logger(label: "bits-test")
+        logger.logLevel = .critical
+        var unstable = channel("unstable", .holding, 6, .bit)
+        unstable.bit = 2
+        unstable.wordBits = 32
+        var net = channel("net", .holding, 6, .bit)
+        net.bit = 3
+        net.wordBits = 32
+        var plate = channel("plate", .holding, 8, .string)
+        plate.length = 4
+        let bus = BusConfig(name: "scale", transport: .tcp(host: "127.0.0.1", port: server.port), timeouts: ModbusTimeouts(response: .seconds(2)))
+        let device = DeviceConfig(id: "wb", bus: "scale", unitID: 1, pollInterval: .seconds(1), channels: [unstable, net, plate])
+        #expect(RequestPlanner.plan(device.channels, limits: bus.limits).count == 1)
+        let poller = try BusPoller(bus: bus, devices: [device], clock: SystemClock(), logger: logger)
+        defer { poller.shutdownClient() }
+        let (readings, error) = await poller.poll(device, index: 0)
+        #expect(error == nil)
+        #expect(readings.map(\.value) == [.bool(true), .bool(false), .string("AB-123")])
+        #expect(readings[2].raw == [0x4142, 0x2D31, 0x3233, 0x0000])
+    }
+}
+
 @Suite("Bus poller cadence with a dead neighbour", .serialized)
 struct PollerCadenceTests {
     @Test("a device that never answers is probed with backoff; its healthy neighbour keeps its interval")
