@@ -72,6 +72,21 @@ public struct AcquisitionConfig: Sendable, Hashable {
 }
 
 extension AcquisitionConfig {
+    /// A register reference number as manuals print them (40001 = holding address 0), or nil if it is not one.
+    /// As a TOML integer a 6-digit coil number (000001-065536) looks like a 5-digit one, so coils are 1-9999 only.
+    public static func reference(_ n: Int) -> (RegisterTable, Int)? {
+        switch n {
+        case 1...9999: (.coil, n - 1)
+        case 10001...19999: (.discrete, n - 10001)
+        case 30001...39999: (.input, n - 30001)
+        case 40001...49999: (.holding, n - 40001)
+        case 100_001...165_536: (.discrete, n - 100_001)
+        case 300_001...365_536: (.input, n - 300_001)
+        case 400_001...465_536: (.holding, n - 400_001)
+        default: nil
+        }
+    }
+
     /// The `[[bus]]` and `[[device]]` sections this module registers with the core config loader.
     public static var configSections: [ConfigKey] {
         [
@@ -99,8 +114,9 @@ extension AcquisitionConfig {
                 ConfigKey("backoff_max", .duration, default: .string("60s"), doc: "A device that does not answer is probed again after 2, 4, 8 … poll intervals, at most this long apart, so it costs at most one timeout per probe and the other devices on the bus keep their cadence."),
                 ConfigKey("channel", .arrayOfTables(ConfigTable([
                     ConfigKey("name", .string, required: true, doc: "Channel name, unique within the device; [A-Za-z0-9_-]."),
-                    ConfigKey("table", .oneOf(RegisterTable.allCases.map(\.rawValue)), required: true, doc: "Modbus table: coil, discrete (input), holding (register) or input (register)."),
-                    ConfigKey("address", .integer(min: 0, max: 65535), required: true, doc: "0-based protocol address of the first register or bit (holding register 40001 is address 0)."),
+                    ConfigKey("table", .oneOf(RegisterTable.allCases.map(\.rawValue)), doc: "Modbus table: coil, discrete (input), holding (register) or input (register). Give `table` and `address`, or `register`."),
+                    ConfigKey("address", .integer(min: 0, max: 65535), doc: "0-based protocol address of the first register or bit (holding register 40001 is address 0)."),
+                    ConfigKey("register", .integer(min: 1, max: 465_536), doc: "Instead of table + address, a register reference number as manuals print them: 40001-49999 or 400001-465536 holding, 30001-39999 or 300001-365536 input, 10001-19999 or 100001-165536 discrete, 1-9999 coil (6-digit coil numbers cannot be told from 5-digit ones when written as numbers: use table + address)."),
                     ConfigKey("type", .oneOf(ValueType.allCases.map(\.rawValue)), doc: "Value type; bool for coils and discrete inputs (the default there), uint16 by default for registers; `bit` (with `bit`) for one bit of a status word, `string` (with `length`) for text."),
                     ConfigKey("bit", .integer(min: 0, max: 31), doc: "For type = \"bit\": the bit, 0 = least significant."),
                     ConfigKey("word_bits", .oneOf(["16", "32"]), default: .string("16"), doc: "For type = \"bit\": width of the status word holding the bit: \"16\" (one register) or \"32\" (two registers; word_order applies), e.g. \"32\" for the Flintec FT-112 status."),
@@ -168,7 +184,19 @@ extension AcquisitionConfig {
                 let cname = ch.string("name") ?? ""
                 if !isPlainName(cname) { ch.error("name", "must be non-empty and use only A-Z a-z 0-9 _ -") }
                 if !channelNames.insert(cname).inserted { ch.error("name", "channel '\(cname)' is defined more than once in device '\(name)'") }
-                let table = RegisterTable(rawValue: ch.string("table") ?? "") ?? .holding
+                var table = RegisterTable(rawValue: ch.string("table") ?? "") ?? .holding
+                var address = Int(ch.int("address") ?? 0)
+                if let reference = ch.int("register") {
+                    if ch.has("table") || ch.has("address") {
+                        ch.error("register", "give either `register` or `table` and `address`, not both")
+                    } else if let (t, a) = Self.reference(Int(reference)) {
+                        (table, address) = (t, a)
+                    } else {
+                        ch.error("register", "\(reference) is not a register reference number (40001-49999, 30001-39999, 10001-19999, 1-9999, or the 6-digit forms)")
+                    }
+                } else if !ch.has("table") || !ch.has("address") {
+                    ch.error(nil, "a channel needs `table` and `address`, or `register`")
+                }
                 let type: ValueType
                 if let t = ch.string("type").flatMap(ValueType.init(rawValue:)) {
                     type = t
@@ -180,7 +208,6 @@ extension AcquisitionConfig {
                 } else if !table.isBitTable && type == .bool {
                     ch.error("type", "bool is for coils and discrete inputs; for a bit of a register use an integer type")
                 }
-                let address = Int(ch.int("address") ?? 0)
                 let bit = ch.int("bit").map(Int.init)
                 let length = ch.int("length").map(Int.init)
                 let wordBits = ch.string("word_bits") == "32" ? 32 : 16
@@ -198,6 +225,16 @@ extension AcquisitionConfig {
                     sentinels: Set(ch.ints("sentinels") ?? []), bit: bit, wordBits: wordBits, length: length)
                 if address + config.registerCount > 65536 {
                     ch.error("address", "\(type.rawValue) at address \(address) runs past the last address 65535")
+                }
+                // Channels may share registers only as bits of one status word; anything else overlapping is a
+                // mistake in the map (and would make the planner read a register twice under two meanings).
+                let range = config.address..<(config.address + config.registerCount)
+                if let other = channels.first(where: { o in
+                    o.table == config.table && o.address < range.upperBound && range.lowerBound < o.address + o.registerCount
+                        && !(o.type == .bit && config.type == .bit && o.address == config.address && o.wordBits == config.wordBits)
+                }) {
+                    ch.error(ch.has("register") ? "register" : "address",
+                             "overlaps channel '\(other.id)' (\(other.table.rawValue) \(other.address)...\(other.address + other.registerCount - 1)); only bit channels of the same status word may share registers")
                 }
                 channels.append(config)
                 if table.isBitTable && !(ch.ints("sentinels") ?? []).isEmpty {
