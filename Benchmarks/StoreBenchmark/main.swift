@@ -120,8 +120,14 @@ while j < cadenceCount {
     j += 6
 }
 let cadenceBytes = await cadence.statistics().bytes
+// The uplink's access pattern on that store: batches of 200 from a cursor that moves forward.
+let uplinkTime = try await clock.measure {
+    var after: UInt64 = 0
+    while let last = try await cadence.read(after: after, limit: 200, filter: nil).readings.last { after = last.seq }
+}
 await cadence.close()
 print("bytes/reading:  \((Double(cadenceBytes) / Double(cadenceCount) * 100).rounded() / 100) at the default cadence (one 6-reading frame per second; goal <= 16)")
+print("uplink reads:   \(Int(Double(cadenceCount) / seconds(uplinkTime))) readings/s in batches of 200 from a moving cursor over \(cadenceCount / 6) small frames")
 
 // 2. Read-back rate from the oldest reading, in batches of 10k, vs decoding nothing (the raw read of the bytes).
 let readTime = try await clock.measure {

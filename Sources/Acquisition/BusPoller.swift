@@ -97,8 +97,9 @@ public final class BusPoller: Sendable {
     /// Reads every channel of `device` once, with the merged request plan. Returns the readings (failed channels
     /// with quality `comm_failure` or `device_fault`) and the first error, if any.
     func poll(_ device: DeviceConfig, index: Int = 0) async -> ([Reading], ModbusError?) {
-        var readings: [Reading] = []
-        readings.reserveCapacity(device.channels.count)
+        // One slot per channel, so the readings come out in the device's channel order whatever order the plan
+        // reads them in.
+        var slots = [Reading?](repeating: nil, count: device.channels.count)
         var firstError: ModbusError?
         let now = ContinuousClock.now
         // Refused channels stay out of the merged plan; each is tried again on its own once per retry interval.
@@ -107,22 +108,21 @@ public final class BusPoller: Sendable {
             return (Set(mine.filter { now - $0.value < Self.refusedRetryInterval }.keys),
                     mine.filter { now - $0.value >= Self.refusedRetryInterval }.keys.sorted())
         }
-        for i in resting { readings.append(failed(device, i, .deviceFault, clock.isSynchronized())) }
-        let plan = RequestPlanner.plan(device.channels, limits: bus.limits, excluding: resting.union(retrying))
-            + retrying.map { ReadRequest(table: device.channels[$0].table, address: device.channels[$0].address,
-                                         count: device.channels[$0].registerCount, channels: [$0]) }
+        for i in resting { slots[i] = failed(device, i, .deviceFault, clock.isSynchronized()) }
+        let plan = mergedPlan(device, index: index, excluding: resting.union(retrying))
+            + retrying.map { ReadRequest.single($0, of: device.channels) }
         var connectionDead = false
         for request in plan {
             if Task.isCancelled { break }
             let synced = clock.isSynchronized()
             if connectionDead {
-                for i in request.channels { readings.append(failed(device, i, .commFailure, synced)) }
+                for i in request.channels { slots[i] = failed(device, i, .commFailure, synced) }
                 continue
             }
             do {
                 let words = try await read(request, unit: device.unitID)
                 let time = clock.now()
-                for i in request.channels { readings.append(decode(device, i, words, request, time, synced)) }
+                for i in request.channels { slots[i] = decode(device, i, words, request, time, synced) }
                 if request.channels.count == 1 { refused.withLock { _ = $0[index]?.removeValue(forKey: request.channels[0]) } }
             } catch {
                 if firstError == nil { firstError = error }
@@ -130,17 +130,16 @@ public final class BusPoller: Sendable {
                     // One bad register fails the whole merged request: read its channels one by one this time, and
                     // leave the refused ones out of the merged plan from now on.
                     for i in request.channels {
-                        let single = ReadRequest(table: request.table, address: device.channels[i].address,
-                                                 count: device.channels[i].registerCount, channels: [i])
+                        let single = ReadRequest.single(i, of: device.channels)
                         do {
                             let words = try await read(single, unit: device.unitID)
-                            readings.append(decode(device, i, words, single, clock.now(), synced))
+                            slots[i] = decode(device, i, words, single, clock.now(), synced)
                         } catch {
                             if error.exception == .illegalDataAddress {
                                 refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
-                                logger.warning("device \(device.id) on bus \(bus.name) refuses channel \(device.channels[i].id) (exception 2); it is read on its own and retried every \(Self.refusedRetryInterval)")
+                                logger.warning("device \(device.id) on bus \(bus.name) refuses channel \(device.channels[i].id) (exception 2); it is left out of the merged requests and retried alone every \(Self.refusedRetryInterval)")
                             }
-                            readings.append(failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced))
+                            slots[i] = failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced)
                         }
                     }
                     continue
@@ -150,16 +149,23 @@ public final class BusPoller: Sendable {
                 }
                 logger.debug("read failed", metadata: ["device": "\(device.id)", "address": "\(request.address)", "error": "\(error)"])
                 for i in request.channels {
-                    readings.append(failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced))
+                    slots[i] = failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced)
                 }
                 // A dead connection fails every request the same way: don't wait out a timeout per request.
                 if error.isTimeout || error.isConnectionFailure { connectionDead = true }
             }
         }
-        // Readings in the device's channel order, whatever order the plan read them in.
-        let order = Dictionary(uniqueKeysWithValues: device.channels.enumerated().map { ($1.id, $0) })
-        readings.sort { order[$0.channel, default: 0] < order[$1.channel, default: 0] }
-        return (readings, firstError)
+        return (slots.compactMap { $0 }, firstError)
+    }
+
+    /// Each device's merged plan, recomputed only when the set of channels left out of it changes (not every poll).
+    private let plans = Mutex<[Int: (excluded: Set<Int>, plan: [ReadRequest])]>([:])
+
+    private func mergedPlan(_ device: DeviceConfig, index: Int, excluding excluded: Set<Int>) -> [ReadRequest] {
+        if let cached = plans.withLock({ $0[index] }), cached.excluded == excluded { return cached.plan }
+        let plan = RequestPlanner.plan(device.channels, limits: bus.limits, excluding: excluded)
+        plans.withLock { $0[index] = (excluded, plan) }
+        return plan
     }
 
     private func failed(_ device: DeviceConfig, _ i: Int, _ quality: Quality, _ synced: Bool) -> Reading {

@@ -7,6 +7,11 @@ public struct ReadRequest: Sendable, Hashable {
     public var channels: [Int]
 
     public var end: Int { address + count }
+
+    /// A request for channel `i` alone.
+    public static func single(_ i: Int, of channels: [ChannelConfig]) -> ReadRequest {
+        ReadRequest(table: channels[i].table, address: channels[i].address, count: channels[i].registerCount, channels: [i])
+    }
 }
 
 /// Limits of one bus (some gateways take fewer registers per request than the protocol allows).

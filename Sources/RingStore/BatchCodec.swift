@@ -824,16 +824,5 @@ public struct BatchDecodeError: Error, Sendable, CustomStringConvertible {
 /// Summary of a batch without materializing readings (used to build the in-memory index at open).
 ///
 /// An empty batch has `minTime` = `Int64.max` ns and `maxTime` = `Int64.min` ns, which merge neutrally into ranges.
-public struct BatchSummary: Sendable, Hashable {
-    public var firstSequence: UInt64
-    public var count: Int
-    public var minTime: UTCInstant
-    public var maxTime: UTCInstant
-
-    public init(firstSequence: UInt64, count: Int, minTime: UTCInstant, maxTime: UTCInstant) {
-        self.firstSequence = firstSequence
-        self.count = count
-        self.minTime = minTime
-        self.maxTime = maxTime
-    }
-}
+/// Summary of a batch without materializing readings: the same facts the segment layer keeps per frame.
+public typealias BatchSummary = FrameSummary

@@ -74,8 +74,7 @@ public actor Ledger {
     private let fs: any FileIO
     private let clock: any WallClock
     private let logger: Logger
-    private var subscribers: [Int: AsyncStream<UInt64>.Continuation] = [:]
-    private var nextSubscriber = 0
+    private let broadcaster = SequenceBroadcaster()
 
     public init(directory: String, options: Options = .init(), fs: any FileIO = PosixFileIO(), clock: any WallClock = SystemClock(),
                 bootID: [UInt8] = BootID.current, logger: Logger) async throws(StoreError) {
@@ -86,15 +85,11 @@ public actor Ledger {
         self.logger = logger
         executor = ThreadExecutor(name: "kt-ledger")
         do {
-            try fs.makeDirectories(directory + "/cursors")
-            log = try SegmentedLog(fs: fs, directory: directory + "/segments", bootID: bootID, logger: logger)
-            try fs.syncDirectory(directory + "/cursors")
-            try log.persistReservation(clockSynchronized: clock.isSynchronized(), now: clock.now())
+            log = try SegmentedLog.openStore(fs: fs, storeDirectory: directory, bootID: bootID, clock: clock, logger: logger)
         } catch {
             executor.shutdown()
             throw error
         }
-        log.nextSequence = max(log.nextSequence, Cursors(fs: fs, directory: directory + "/cursors").highest() + 1)
         recoveryReport = log.report
         logger.info("ledger opened", metadata: [
             "dir": "\(directory)", "records": "\(log.report.records)", "next_seq": "\(log.nextSequence)",
@@ -123,7 +118,7 @@ public actor Ledger {
             try? log.rollBack(toFrameCount: frames, size: size, state: ())
             throw error
         }
-        for c in subscribers.values { c.yield(record.sequence) }
+        broadcaster.yield(record.sequence)
         return record.sequence
     }
 
@@ -144,9 +139,11 @@ public actor Ledger {
     /// Up to `limit` records with sequence numbers above `seq`, oldest first.
     public func read(after seq: UInt64, limit: Int) throws(StoreError) -> [LedgerRecord] {
         var out: [LedgerRecord] = []
-        for (s, segment) in log.segments.enumerated() {
-            guard let last = segment.lastSequence, last > seq else { continue }
-            for (f, frame) in segment.frames.enumerated() where frame.summary.firstSequence > seq {
+        guard limit > 0, let start = log.firstFrame(after: seq) else { return out }
+        for s in start.segment..<log.segments.count {
+            let segment = log.segments[s]
+            for f in (s == start.segment ? start.frame : 0)..<segment.frames.count {
+                let frame = segment.frames[f]
                 let body = try log.readFrame(segment: s, frame: f)
                 do {
                     out.append(try LedgerFrames.decode(body[...]))
@@ -179,19 +176,8 @@ public actor Ledger {
     }
 
     public func updates() -> AsyncStream<UInt64> {
-        let (stream, continuation) = AsyncStream.makeStream(of: UInt64.self, bufferingPolicy: .bufferingNewest(1))
-        let id = nextSubscriber
-        nextSubscriber += 1
-        subscribers[id] = continuation
-        continuation.onTermination = { [weak self] _ in
-            guard let self else { return }
-            Task { await self.removeSubscriber(id) }
-        }
-        if lastSequence > 0 { continuation.yield(lastSequence) }
-        return stream
+        broadcaster.subscribe(current: lastSequence)
     }
-
-    private func removeSubscriber(_ id: Int) { subscribers[id] = nil }
 
     private var cursors: Cursors { Cursors(fs: fs, directory: directory + "/cursors") }
     public func cursor(_ name: String) throws(StoreError) -> UInt64 { try cursors.read(name) ?? 0 }
@@ -199,8 +185,7 @@ public actor Ledger {
 
     public func close() {
         log.close()
-        for c in subscribers.values { c.finish() }
-        subscribers.removeAll()
+        broadcaster.finish()
         executor.shutdown()
     }
 }

@@ -8,8 +8,7 @@ enum ReadingFrames: FrameFormat {
     static let fileExtension = "krs"
     static func emptyState() -> SeriesDictionary { SeriesDictionary() }
     static func summarize(_ body: ArraySlice<UInt8>, state: inout SeriesDictionary) throws -> FrameSummary {
-        let s = try BatchCodec.summarize(body, dictionary: &state)
-        return FrameSummary(firstSequence: s.firstSequence, count: s.count, minTime: s.minTime, maxTime: s.maxTime)
+        try BatchCodec.summarize(body, dictionary: &state)
     }
     // Frame header (8) + the smallest batch holds one reading in a handful of bytes: a conservative floor.
     static let minimumBytesPerSequence = 3
@@ -131,8 +130,7 @@ public actor RingStore {
     /// Highest durable sequence number, readable without entering the actor.
     private let durable: Mutex<UInt64>
     private var waiters: [(upTo: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
-    private var subscribers: [Int: AsyncStream<UInt64>.Continuation] = [:]
-    private var nextSubscriber = 0
+    private let broadcaster = SequenceBroadcaster()
     private let eventStream: AsyncStream<StoreEvent>
     private let eventContinuation: AsyncStream<StoreEvent>.Continuation
     private var droppedReadings: UInt64 = 0
@@ -161,17 +159,12 @@ public actor RingStore {
         (eventStream, eventContinuation) = AsyncStream.makeStream(of: StoreEvent.self, bufferingPolicy: .bufferingNewest(256))
         (commitRequests, commitSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         do {
-            try fs.makeDirectories(directory + "/cursors")
-            log = try SegmentedLog(fs: fs, directory: directory + "/segments", bootID: bootID, logger: logger)
-            try fs.syncDirectory(directory + "/cursors")
-            try log.persistReservation(clockSynchronized: clock.isSynchronized(), now: clock.now())
+            log = try SegmentedLog.openStore(fs: fs, storeDirectory: directory, bootID: bootID, clock: clock, logger: logger)
         } catch {
             executor.shutdown()
             throw error
         }
-        // Numbers a reader has acknowledged are never handed out again, even if their segments are gone.
-        let next = max(log.nextSequence, Cursors(fs: fs, directory: directory + "/cursors").highest() + 1)
-        log.nextSequence = next
+        let next = log.nextSequence
         pending = Mutex(Pending(firstSequence: next, nextSequence: next))
         durable = Mutex(next - 1)
         let report = log.report
@@ -292,7 +285,7 @@ public actor RingStore {
             if w.upTo <= last { w.continuation.resume() } else { still.append(w) }
         }
         waiters = still
-        for c in subscribers.values { c.yield(last) }
+        broadcaster.yield(last)
         enforceBound()
     }
 
@@ -375,10 +368,11 @@ public actor RingStore {
         let durableUpTo = durable.withLock { $0 }
         var out: [(seq: UInt64, reading: Reading)] = []
         var gap: ClosedRange<UInt64>? = nil
-        guard limit > 0, seq < durableUpTo else { return ReadResult(readings: [], gap: nil) }
-        for (s, segment) in log.segments.enumerated() {
-            guard let last = segment.lastSequence, last > seq else { continue }
-            for (f, frame) in segment.frames.enumerated() where frame.summary.lastSequence > seq {
+        guard limit > 0, seq < durableUpTo, let start = log.firstFrame(after: seq) else { return ReadResult(readings: [], gap: nil) }
+        for s in start.segment..<log.segments.count {
+            let segment = log.segments[s]
+            for f in (s == start.segment ? start.frame : 0)..<segment.frames.count {
+                let frame = segment.frames[f]
                 if frame.summary.firstSequence > durableUpTo { return ReadResult(readings: out, gap: gap) }
                 if out.isEmpty, gap == nil, frame.summary.firstSequence > seq + 1 {
                     gap = (seq + 1)...(frame.summary.firstSequence - 1)
@@ -439,27 +433,11 @@ public actor RingStore {
         return out
     }
 
-    /// Compatibility with the skeleton's reader API.
-    public func read(after seq: UInt64, limit: Int) throws(StoreError) -> [(seq: UInt64, reading: Reading)] {
-        try read(after: seq, limit: limit, filter: nil).readings
-    }
 
     /// A stream of the highest durable sequence number after each commit (newest only).
     public func updates() -> AsyncStream<UInt64> {
-        let (stream, continuation) = AsyncStream.makeStream(of: UInt64.self, bufferingPolicy: .bufferingNewest(1))
-        let id = nextSubscriber
-        nextSubscriber += 1
-        subscribers[id] = continuation
-        continuation.onTermination = { [weak self] _ in
-            guard let self else { return }
-            Task { await self.removeSubscriber(id) }
-        }
-        let d = durable.withLock { $0 }
-        if d > 0 { continuation.yield(d) }
-        return stream
+        broadcaster.subscribe(current: durable.withLock { $0 })
     }
-
-    private func removeSubscriber(_ id: Int) { subscribers[id] = nil }
 
     /// Drops, write failures and recoveries, for the daemon to log and publish.
     public nonisolated var events: AsyncStream<StoreEvent> { eventStream }
@@ -494,8 +472,7 @@ public actor RingStore {
         log.close()
         for w in waiters { w.continuation.resume(throwing: StoreError(call: "close", path: directory, errno: 0, detail: "store closed")) }
         waiters.removeAll()
-        for c in subscribers.values { c.finish() }
-        subscribers.removeAll()
+        broadcaster.finish()
         eventContinuation.finish()
         commitSignal.finish()
         executor.shutdown()

@@ -292,6 +292,20 @@ final class SegmentedLog<F: FrameFormat> {
         if !readOnly { try fs.syncDirectory(directory) }
     }
 
+    /// Opens a store's log for writing under `storeDirectory` (`segments/` and `cursors/`): recovers it, makes the
+    /// cursor directory durable, floors numbering above every cursor (numbers a reader acknowledged are never
+    /// handed out again, even if their segments are gone) and makes any reservation of skipped numbers durable.
+    static func openStore(fs: any FileIO, storeDirectory: String, bootID: [UInt8], clock: any WallClock,
+                          logger: Logger) throws(StoreError) -> SegmentedLog {
+        let cursors = storeDirectory + "/cursors"
+        try fs.makeDirectories(cursors)
+        let log = try SegmentedLog(fs: fs, directory: storeDirectory + "/segments", bootID: bootID, logger: logger)
+        try fs.syncDirectory(cursors)
+        try log.persistReservation(clockSynchronized: clock.isSynchronized(), now: clock.now())
+        log.nextSequence = max(log.nextSequence, Cursors(fs: fs, directory: cursors).highest() + 1)
+        return log
+    }
+
     /// Makes a reservation of skipped numbers survive a restart: an empty segment whose name and header start at
     /// the next number to hand out (recovery floors numbering at every segment's first sequence).
     func persistReservation(clockSynchronized: Bool, now: UTCInstant) throws(StoreError) {
@@ -654,6 +668,7 @@ final class SegmentedLog<F: FrameFormat> {
         var dropped: [(String, Int, UInt64, UInt64)] = []
         while totalBytes > maxBytes, segments.count > 1 {
             let oldest = segments.removeFirst()
+            if reader?.path == oldest.path { closeReader() }
             // Index first: a crash in between must not leave an index without its segment.
             removeIndex(of: oldest.path)
             try fs.remove(oldest.path)
@@ -668,9 +683,18 @@ final class SegmentedLog<F: FrameFormat> {
         let segment = segments[s]
         let frame = segment.frames[f]
         let file: FileID
-        let isActive = s == segments.count - 1 && active != nil  // read-only logs open each segment per read
-        if isActive { file = active! } else { file = try fs.open(segment.path, create: false) }
-        defer { if !isActive { fs.close(file) } }
+        if s == segments.count - 1, let active {
+            file = active
+        } else if let cached = reader, cached.path == segment.path {
+            file = cached.file
+        } else {
+            // Readers move forward through sealed segments: keep the one being read open rather than opening it
+            // again for every frame.
+            if let cached = reader { fs.close(cached.file) }
+            reader = nil
+            file = try fs.open(segment.path, create: false)
+            reader = (segment.path, file)
+        }
         let bytes = try fs.read(file, path: segment.path, count: frame.length + 8, at: frame.offset)
         var hr = ByteReader(bytes[0..<8])
         _ = hr.u32()
@@ -685,6 +709,31 @@ final class SegmentedLog<F: FrameFormat> {
     func close() {
         if let active { fs.close(active) }
         active = nil
+        closeReader()
+    }
+
+    /// The sealed segment kept open for reading, if any.
+    private var reader: (path: String, file: FileID)?
+
+    private func closeReader() {
+        if let reader { fs.close(reader.file) }
+        reader = nil
+    }
+
+    /// Where reading after `seq` starts: the first frame (in segment order) holding a number above `seq`.
+    /// Segments and frames are in sequence order, so this is a binary search within the segment, not a walk
+    /// from the oldest frame (a full ring holds millions of frames).
+    func firstFrame(after seq: UInt64) -> (segment: Int, frame: Int)? {
+        for (s, segment) in segments.enumerated() {
+            guard let last = segment.lastSequence, last > seq else { continue }
+            var lo = 0, hi = segment.frames.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if segment.frames[mid].summary.lastSequence <= seq { lo = mid + 1 } else { hi = mid }
+            }
+            return (s, lo)
+        }
+        return nil
     }
 }
 
