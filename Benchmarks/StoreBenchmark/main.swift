@@ -112,7 +112,7 @@ print("bytes/reading:  \((Double(bytes) / Double(readings.count) * 100).rounded(
 // The same mix at the default cadence: one commit (one frame) per second holding one poll of each device.
 let cadenceFS = SimulatedFileSystem()
 let cadence = try await RingStore(directory: "/bench", options: RingStore.Options(maxBytes: 1 << 40), fs: cadenceFS, logger: logger)
-let cadenceCount = 60_000
+let cadenceCount = getenv("CADENCE").flatMap { Int(String(cString: $0)) } ?? 60_000  // CADENCE=N to change
 var j = 0
 while j < cadenceCount {
     cadence.submit(Array(readings[j..<j + 6]))
