@@ -26,10 +26,12 @@ public struct ChannelConfig: Sendable, Hashable {
     public var wordBits: Int = 16
     /// For `string`: how many registers hold the text.
     public var length: Int? = nil
+    /// What the channel means to the tally, if anything.
+    public var role: ChannelRole? = nil
 
     public init(id: ChannelID, table: RegisterTable, address: Int, type: ValueType, wordOrder: WordOrder = .abcd,
                 scale: Double = 1, offset: Double = 0, unit: Unit? = nil, sentinels: Set<Int64> = [],
-                bit: Int? = nil, wordBits: Int = 16, length: Int? = nil) {
+                bit: Int? = nil, wordBits: Int = 16, length: Int? = nil, role: ChannelRole? = nil) {
         self.id = id
         self.table = table
         self.address = address
@@ -42,6 +44,7 @@ public struct ChannelConfig: Sendable, Hashable {
         self.bit = bit
         self.wordBits = wordBits
         self.length = length
+        self.role = role
     }
 
     /// Registers (or bits) the channel occupies.
@@ -62,11 +65,33 @@ public struct DeviceConfig: Sendable, Hashable {
     public var channels: [ChannelConfig]
     /// Longest wait between probes of a device that does not answer (the backoff doubles up to this).
     public var backoffMax: Duration = .seconds(60)
+    /// The profile the channels came from, if any.
+    public var profile: String? = nil
+
+    /// The first channel with this role.
+    public func channel(withRole name: ChannelRole.Name) -> ChannelConfig? {
+        channels.first { $0.role.map(ChannelRole.Name.init) == name }
+    }
 }
 
 public struct AcquisitionConfig: Sendable, Hashable {
     public var buses: [BusConfig]
     public var devices: [DeviceConfig]
+    /// The profiles devices use: name, file and text (the text is part of the configuration hash).
+    public var profiles: [ProfileUse] = []
+
+    public struct ProfileUse: Sendable, Hashable {
+        public var name: String
+        public var file: String
+        public var text: String
+        public var verified: Bool
+    }
+
+    public init(buses: [BusConfig], devices: [DeviceConfig], profiles: [ProfileUse] = []) {
+        self.buses = buses
+        self.devices = devices
+        self.profiles = profiles
+    }
 
     public func devices(on bus: String) -> [DeviceConfig] { devices.filter { $0.bus == bus } }
 }
@@ -112,22 +137,12 @@ extension AcquisitionConfig {
                 ConfigKey("unit_id", .integer(min: 0, max: 255), default: .integer(1), doc: "Modbus unit (slave) id."),
                 ConfigKey("poll_interval", .duration, default: .string("1s"), doc: "How often the device is read."),
                 ConfigKey("backoff_max", .duration, default: .string("60s"), doc: "A device that does not answer is probed again after 2, 4, 8 … poll intervals, at most this long apart, so it costs at most one timeout per probe and the other devices on the bus keep their cadence."),
-                ConfigKey("channel", .arrayOfTables(ConfigTable([
-                    ConfigKey("name", .string, required: true, doc: "Channel name, unique within the device; [A-Za-z0-9_-]."),
-                    ConfigKey("table", .oneOf(RegisterTable.allCases.map(\.rawValue)), doc: "Modbus table: coil, discrete (input), holding (register) or input (register). Give `table` and `address`, or `register`."),
-                    ConfigKey("address", .integer(min: 0, max: 65535), doc: "0-based protocol address of the first register or bit (holding register 40001 is address 0)."),
-                    ConfigKey("register", .integer(min: 1, max: 465_536), doc: "Instead of table + address, a register reference number as manuals print them: 40001-49999 or 400001-465536 holding, 30001-39999 or 300001-365536 input, 10001-19999 or 100001-165536 discrete, 1-9999 coil (6-digit coil numbers cannot be told from 5-digit ones when written as numbers: use table + address)."),
-                    ConfigKey("type", .oneOf(ValueType.allCases.map(\.rawValue)), doc: "Value type; bool for coils and discrete inputs (the default there), uint16 by default for registers; `bit` (with `bit`) for one bit of a status word, `string` (with `length`) for text."),
-                    ConfigKey("bit", .integer(min: 0, max: 31), doc: "For type = \"bit\": the bit, 0 = least significant."),
-                    ConfigKey("word_bits", .oneOf(["16", "32"]), default: .string("16"), doc: "For type = \"bit\": width of the status word holding the bit: \"16\" (one register) or \"32\" (two registers; word_order applies), e.g. \"32\" for the Flintec FT-112 status."),
-                    ConfigKey("length", .integer(min: 1, max: 125), doc: "For type = \"string\": registers holding the text, two characters each."),
-                    ConfigKey("word_order", .oneOf(WordOrder.allCases.map(\.rawValue)), default: .string("ABCD"), doc: "Byte/word order of multi-register values: ABCD (high word first), CDAB (word swap), BADC (byte swap), DCBA (both)."),
-                    ConfigKey("scale", .float(), default: .float(1), doc: "Multiplier applied to the decoded value."),
-                    ConfigKey("offset", .float(), default: .float(0), doc: "Added to the value after scaling."),
-                    ConfigKey("unit", .oneOf(Unit.allCases.map(\.rawValue)), doc: "Engineering unit of the scaled value (closed set)."),
-                    ConfigKey("sentinels", .array(.integer()), doc: "Raw decoded values (before scale and offset) that mean \"no value\", e.g. [22222, 30000, 30001, -32768, 32767] for a Siemens BW500; such a reading is stored with quality invalid and no value, its raw registers kept."),
-                ])), required: true, doc: "The values read from the device."),
+                ConfigKey("profile", .string, doc: "A device profile (built-in, or a `<name>.toml` in a `[profiles] dirs` directory) whose channels the device has; `kilntally profiles list` shows them. `[[device.channel]]` tables add channels, or change a profile channel's keys when they carry its name."),
+                ConfigKey("channel", .arrayOfTables(ChannelConfig.configTable), doc: "The values read from the device (besides its profile's, if any)."),
             ])), doc: "Modbus devices and the channels read from each."),
+            ConfigKey("profiles", .table(ConfigTable([
+                ConfigKey("dirs", .array(.string), default: .array([.string("/etc/kilntally/profiles")]), doc: "Directories of user device profiles (`<name>.toml`), searched in order before the built-in ones; a user profile with a built-in's name replaces it."),
+            ])), default: .table([:]), doc: "Where device profiles are found."),
         ]
     }
 
@@ -168,6 +183,8 @@ extension AcquisitionConfig {
             buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts, limits: limits))
         }
 
+        let library = ProfileLibrary(userDirectories: root.table("profiles")?.strings("dirs") ?? [])
+        var used: [String: DeviceProfile?] = [:]
         var devices: [DeviceConfig] = []
         var deviceNames = Set<String>()
         for dev in root.tables("device") {
@@ -178,76 +195,36 @@ extension AcquisitionConfig {
             if !busNames.contains(bus) {
                 dev.error("bus", "no [[bus]] named '\(bus)'" + (busNames.isEmpty ? " (no buses are defined)" : "; defined: \(busNames.sorted().joined(separator: ", "))"))
             }
-            var channels: [ChannelConfig] = []
-            var channelNames = Set<String>()
-            for ch in dev.tables("channel") {
-                let cname = ch.string("name") ?? ""
-                if !isPlainName(cname) { ch.error("name", "must be non-empty and use only A-Z a-z 0-9 _ -") }
-                if !channelNames.insert(cname).inserted { ch.error("name", "channel '\(cname)' is defined more than once in device '\(name)'") }
-                var table = RegisterTable(rawValue: ch.string("table") ?? "") ?? .holding
-                var address = Int(ch.int("address") ?? 0)
-                if let reference = ch.int("register") {
-                    if ch.has("table") || ch.has("address") {
-                        ch.error("register", "give either `register` or `table` and `address`, not both")
-                    } else if let (t, a) = Self.reference(Int(reference)) {
-                        (table, address) = (t, a)
-                    } else {
-                        ch.error("register", "\(reference) is not a register reference number (40001-49999, 30001-39999, 10001-19999, 1-9999, or the 6-digit forms)")
+            let interval = dev.duration("poll_interval") ?? .seconds(1)
+            let own = dev.tables("channel")
+            var items: [(ConfigReader, ChannelConfig.MissingReport)] = []
+            let profileName = dev.string("profile")
+            if let profileName {
+                if let profile = library.load(profileName, diagnostics: root.diagnostics, at: dev, used: &used) {
+                    for base in profile.channelTables {
+                        if let mine = own.first(where: { $0.string("name") == ChannelConfig.name(of: base) }) {
+                            items.append((mine.overlaying(base), .here))
+                        } else {
+                            items.append((dev.reading(base, schema: ChannelConfig.configTable, reportingAt: "profile"),
+                                          .profile(dev, profileName)))
+                        }
                     }
-                } else if !ch.has("table") || !ch.has("address") {
-                    ch.error(nil, "a channel needs `table` and `address`, or `register`")
-                }
-                let type: ValueType
-                if let t = ch.string("type").flatMap(ValueType.init(rawValue:)) {
-                    type = t
-                } else {
-                    type = table.isBitTable ? .bool : .uint16
-                }
-                if table.isBitTable && type != .bool {
-                    ch.error("type", "a \(table.rawValue) is a single bit: type must be bool")
-                } else if !table.isBitTable && type == .bool {
-                    ch.error("type", "bool is for coils and discrete inputs; for a bit of a register use an integer type")
-                }
-                let bit = ch.int("bit").map(Int.init)
-                let length = ch.int("length").map(Int.init)
-                let wordBits = ch.string("word_bits") == "32" ? 32 : 16
-                if type == .bit && bit == nil { ch.error("bit", "type \"bit\" needs `bit` (0-31)") }
-                if type == .bit, let bit, bit >= wordBits { ch.error("bit", "bit \(bit) is outside a \(wordBits)-bit word (set word_bits = \"32\")") }
-                if type != .bit && ch.has("word_bits") { ch.error("word_bits", "`word_bits` is only for type \"bit\"") }
-                if type != .bit && bit != nil { ch.error("bit", "`bit` is only for type \"bit\"") }
-                if type == .string && length == nil { ch.error("length", "type \"string\" needs `length` (registers)") }
-                if type != .string && length != nil { ch.error("length", "`length` is only for type \"string\"") }
-                let config = ChannelConfig(
-                    id: ChannelID(cname), table: table, address: address, type: type,
-                    wordOrder: WordOrder(rawValue: ch.string("word_order") ?? "ABCD") ?? .abcd,
-                    scale: ch.double("scale") ?? 1, offset: ch.double("offset") ?? 0,
-                    unit: ch.string("unit").flatMap(Unit.init(rawValue:)),
-                    sentinels: Set(ch.ints("sentinels") ?? []), bit: bit, wordBits: wordBits, length: length)
-                if address + config.registerCount > 65536 {
-                    ch.error("address", "\(type.rawValue) at address \(address) runs past the last address 65535")
-                }
-                // Channels may share registers only as bits of one status word; anything else overlapping is a
-                // mistake in the map (and would make the planner read a register twice under two meanings).
-                let range = config.address..<(config.address + config.registerCount)
-                if let other = channels.first(where: { o in
-                    o.table == config.table && o.address < range.upperBound && range.lowerBound < o.address + o.registerCount
-                        && !(o.type == .bit && config.type == .bit && o.address == config.address && o.wordBits == config.wordBits)
-                }) {
-                    ch.error(ch.has("register") ? "register" : "address",
-                             "overlaps channel '\(other.id)' (\(other.table.rawValue) \(other.address)...\(other.address + other.registerCount - 1)); only bit channels of the same status word may share registers")
-                }
-                channels.append(config)
-                if table.isBitTable && !(ch.ints("sentinels") ?? []).isEmpty {
-                    ch.error("sentinels", "a \(table.rawValue) is a single bit: it has no sentinel values")
                 }
             }
-            let interval = dev.duration("poll_interval") ?? .seconds(1)
+            let profileNames = Set(items.compactMap { $0.0.string("name") })
+            items += own.filter { !profileNames.contains($0.string("name") ?? "") }.map { ($0, .here) }
+            if items.isEmpty && profileName == nil {
+                dev.error(nil, "a device needs `profile` or at least one [[device.channel]]")
+            }
+            let channels = decodeChannels(items, device: name, pollInterval: interval).map(\.channel)
             let backoffMax = dev.duration("backoff_max") ?? .seconds(60)
             if backoffMax < interval { dev.error("backoff_max", "must not be shorter than poll_interval") }
             devices.append(DeviceConfig(
                 id: DeviceID(name), bus: bus, unitID: UInt8(clamping: dev.int("unit_id") ?? 1),
-                pollInterval: interval, channels: channels, backoffMax: max(backoffMax, interval)))
+                pollInterval: interval, channels: channels, backoffMax: max(backoffMax, interval), profile: profileName))
         }
-        return AcquisitionConfig(buses: buses, devices: devices)
+        let profiles = used.values.compactMap { $0 }.sorted { $0.name < $1.name }
+            .map { ProfileUse(name: $0.name, file: $0.file, text: $0.text, verified: $0.verified) }
+        return AcquisitionConfig(buses: buses, devices: devices, profiles: profiles)
     }
 }

@@ -71,7 +71,8 @@ public struct JSONWriter: Sendable {
 
 extension JSONWriter {
     /// The fields of a reading as every JSON output shows them (uplink payloads, `store dump --json`):
-    /// device, channel, time, value, unit (if any), quality, clock_synchronized, raw.
+    /// device, channel, time, value, unit (if any), quality, exception (Modbus exception code, if any),
+    /// clock_synchronized, raw.
     public mutating func readingFields(_ r: Reading) {
         field("device", r.device.rawValue)
         field("channel", r.channel.rawValue)
@@ -87,6 +88,7 @@ extension JSONWriter {
         }
         if let unit = r.unit { field("unit", unit.rawValue) }
         field("quality", r.quality.rawValue)
+        if r.exceptionCode != 0 { field("exception", Int(r.exceptionCode)) }
         field("clock_synchronized", r.clockSynchronized)
         key("raw")
         beginArray()

@@ -30,19 +30,24 @@ public enum Quality: String, Sendable, Codable, CaseIterable {
     case good
     /// The device returned a sentinel that means "no value" (e.g. BW500 22222), or a value out of range (`T`).
     case invalid
-    /// The device did not answer, or answered with an error (HJ 212 `B`, communication abnormal).
+    /// The connection to the device was lost or could not be opened (HJ 212 `B`, communication abnormal).
     case commFailure = "comm_failure"
-    /// The device reported a fault of its own (HJ 212 `D`).
+    /// The device answered with a Modbus exception (its code is in `Reading.exceptionCode`), or reported a fault
+    /// of its own (HJ 212 `D`).
     case deviceFault = "device_fault"
     /// The value was not measured but entered by a person (HJ 212 `S`).
     case manual
+    /// The device did not answer within the response timeout (HJ 212 `B`).
+    case timeout
+    /// The device answers, but its heartbeat register stopped counting: the values may be frozen (HJ 212 `B`).
+    case stale
 
     /// The HJ 212-2017 data flag a report uses for a value of this quality.
     public var hj212Flag: Character {
         switch self {
         case .good: "N"
         case .invalid: "T"
-        case .commFailure: "B"
+        case .commFailure, .timeout, .stale: "B"
         case .deviceFault: "D"
         case .manual: "S"
         }
@@ -84,10 +89,13 @@ public struct Reading: Sendable, Hashable {
     public var clockSynchronized: Bool
     /// The raw 16-bit registers (or bits as 0/1) the value was decoded from, for traceability.
     public var raw: [UInt16]
+    /// The Modbus exception code (1-15) when `quality` is `deviceFault` because the device answered with one;
+    /// 0 otherwise.
+    public var exceptionCode: UInt8
 
     public init(
         device: DeviceID, channel: ChannelID, time: UTCInstant, value: ReadingValue, unit: Unit? = nil,
-        quality: Quality = .good, clockSynchronized: Bool = true, raw: [UInt16] = []
+        quality: Quality = .good, clockSynchronized: Bool = true, raw: [UInt16] = [], exceptionCode: UInt8 = 0
     ) {
         self.device = device
         self.channel = channel
@@ -97,6 +105,7 @@ public struct Reading: Sendable, Hashable {
         self.quality = quality
         self.clockSynchronized = clockSynchronized
         self.raw = raw
+        self.exceptionCode = quality == .deviceFault ? exceptionCode & 0x0F : 0
     }
 }
 

@@ -5,6 +5,7 @@ public enum Unit: String, Sendable, Codable, CaseIterable, Hashable {
     case kilogramPerHour = "kg/h"
     case tonnePerHour = "t/h"
     case metrePerSecond = "m/s"
+    case kilogramPerMetre = "kg/m"
     case percent = "%"
     case cubicMetre = "m3"
     case cubicMetrePerHour = "m3/h"
@@ -12,13 +13,14 @@ public enum Unit: String, Sendable, Codable, CaseIterable, Hashable {
     case count = "count"
     case none = "none"
 
-    public enum Dimension: Sendable { case mass, massRate, speed, ratio, volume, volumeRate, time, count, dimensionless }
+    public enum Dimension: Sendable { case mass, massRate, speed, linearDensity, ratio, volume, volumeRate, time, count, dimensionless }
 
     public var dimension: Dimension {
         switch self {
         case .kilogram, .tonne: .mass
         case .kilogramPerHour, .tonnePerHour: .massRate
         case .metrePerSecond: .speed
+        case .kilogramPerMetre: .linearDensity
         case .percent: .ratio
         case .cubicMetre: .volume
         case .cubicMetrePerHour: .volumeRate

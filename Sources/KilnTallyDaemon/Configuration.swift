@@ -7,7 +7,8 @@ import Uplink
 /// The whole daemon configuration: every module's section, checked in one pass by the core loader.
 public struct KilnTallyConfiguration: Sendable {
     public var file: String
-    /// Identifies the exact config text in force (in the status message, and later in every report).
+    /// Identifies the exact config in force (in the status message, and later in every report): the file's text
+    /// and the text of every device profile it uses, so editing a profile changes the hash too.
     public var contentHash: String
     public var logLevel: Logger.Level
     public var acquisition: AcquisitionConfig
@@ -53,7 +54,12 @@ public struct KilnTallyConfiguration: Sendable {
             // decode returns nil only when a required table is missing, which the loader already reported.
             throw ConfigErrors(diagnostics: diagnostics.all)
         }
-        return KilnTallyConfiguration(file: document.file, contentHash: document.contentHash, logLevel: level,
+        var hashed = Array(document.text.utf8)
+        for p in acquisition.profiles {
+            hashed += [0] + Array(p.name.utf8) + [0] + Array(p.text.utf8)
+        }
+        let hash = acquisition.profiles.isEmpty ? document.contentHash : ConfigUnits.fnv1a64Hex(hashed)
+        return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
                                       acquisition: acquisition, uplink: uplink, store: store)
     }
 }

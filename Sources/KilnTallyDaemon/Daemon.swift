@@ -98,6 +98,14 @@ public enum Daemon {
             "config": "\(configuration.file)", "config_hash": "\(configuration.contentHash)",
             "state_dir": "\(options.stateDirectory)",
         ])
+        for p in configuration.acquisition.profiles {
+            let users = configuration.acquisition.devices.filter { $0.profile == p.name }.map(\.id.rawValue)
+            if p.verified {
+                logger.info("profile \(p.name) (\(p.file)) used by \(users.joined(separator: ", "))")
+            } else {
+                logger.warning("profile \(p.name) (\(p.file)), used by \(users.joined(separator: ", ")), is from an unverified source: check its values against the device's display (kilntally profiles show \(p.name))")
+            }
+        }
         // The store opens before any service runs: services start all at once and must find it ready.
         let store = try await RingStore(directory: options.stateDirectory + "/readings", options: configuration.store,
                                         clock: options.clock, logger: logger)

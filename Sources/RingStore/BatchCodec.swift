@@ -28,8 +28,9 @@ import KilnTallyCore
 ///                · [timeDelta:zigzag (ns, wrapping, vs the previous record of the batch), records after the first]
 ///                · flags:u8 · [status:u8, when flags bit 4] · value payload · raw payload
 ///     flags      = bits 0–3 value kind · bit 4 status follows · bits 5–7 raw code
-///     status     = bits 0–2 quality (0 good, 1 invalid, 2 commFailure, 3 deviceFault, 4 manual) · bit 3 clock synced
-///                  · bits 4–7 zero. Absent means good and synced.
+///     status     = bits 0–2 quality (0 good, 1 invalid, 2 commFailure, 3 deviceFault, 4 manual, 5 timeout, 6 stale)
+///                  · bit 3 clock synced · bits 4–7 the Modbus exception code for deviceFault, zero otherwise.
+///                  Absent means good and synced.
 ///
 /// Value kinds (payload):
 ///
@@ -252,7 +253,7 @@ public enum BatchCodec {
         }
 
         let statusByte: UInt8? = (r.quality == .good && r.clockSynchronized)
-            ? nil : QualityCode.code(r.quality) | (r.clockSynchronized ? 8 : 0)
+            ? nil : QualityCode.code(r.quality) | (r.clockSynchronized ? 8 : 0) | r.exceptionCode << 4
         out.append(kind | (statusByte == nil ? 0 : statusFollows) | rawPlan.code << 5)
         if let statusByte { out.append(statusByte) }
 
@@ -552,14 +553,16 @@ public enum BatchCodec {
                     let flags = try c.u8("record flags")
                     var quality = Quality.good
                     var synced = true
+                    var exceptionCode: UInt8 = 0
                     if flags & statusFollows != 0 {
                         let statusAt = c.pos
                         let status = try c.u8("record status")
-                        guard status & 0xF0 == 0, let q = QualityCode.quality(status & 7) else {
+                        guard let q = QualityCode.quality(status & 7), status & 0xF0 == 0 || q == .deviceFault else {
                             throw BatchDecodeError(offset: statusAt, reason: "bad record status byte \(status)")
                         }
                         quality = q
                         synced = status & 8 != 0
+                        exceptionCode = status >> 4
                     }
 
                     let kind = flags & 0x0F
@@ -689,7 +692,8 @@ public enum BatchCodec {
                         let key = d.keys[Int(id)]
                         readings.append(Reading(
                             device: key.device, channel: key.channel, time: UTCInstant(nanosecondsSinceEpoch: time),
-                            value: value, unit: key.unit, quality: quality, clockSynchronized: synced, raw: raw))
+                            value: value, unit: key.unit, quality: quality, clockSynchronized: synced, raw: raw,
+                            exceptionCode: exceptionCode))
                     }
                 }
             }

@@ -100,6 +100,8 @@ enum QualityCode {
         case .commFailure: 2
         case .deviceFault: 3
         case .manual: 4
+        case .timeout: 5
+        case .stale: 6
         }
     }
 
@@ -110,6 +112,8 @@ enum QualityCode {
         case 2: .commFailure
         case 3: .deviceFault
         case 4: .manual
+        case 5: .timeout
+        case 6: .stale
         default: nil
         }
     }

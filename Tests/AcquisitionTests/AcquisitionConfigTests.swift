@@ -5,13 +5,7 @@ import Testing
 @Suite("Acquisition config")
 struct AcquisitionConfigTests {
     func decode(_ text: String) throws(ConfigErrors) -> AcquisitionConfig {
-        var schema = ConfigSchema()
-        for s in AcquisitionConfig.configSections { schema.register(s) }
-        let doc = try ConfigLoader(schema: schema).load(text: text, file: "k.toml")
-        let diagnostics = ConfigDiagnostics(document: doc)
-        let config = AcquisitionConfig.decode(ConfigReader(document: doc, diagnostics: diagnostics))
-        try diagnostics.finish()
-        return config
+        try KilnTallyTestConfig.acquisition(text, file: "k.toml")
     }
 
     let base = """

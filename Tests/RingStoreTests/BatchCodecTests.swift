@@ -170,6 +170,24 @@ struct BatchCodecTests {
         try Self.roundTrip(doubled)
     }
 
+    @Test func modbusExceptionCodesRoundTripWithTheirFault() throws {
+        // Every code a Modbus device can answer with (1-11), for both clock states; the code rides in the status
+        // byte's high nibble, so a reading that is not a device fault never carries one.
+        var readings: [Reading] = []
+        for code in UInt8(1)...11 {
+            for synced in [true, false] {
+                var r = Self.reading(.none, channel: ChannelID("c\(code)"), time: Self.t0.adding(.milliseconds(Int(code))),
+                                     quality: .deviceFault, synced: synced)
+                r.exceptionCode = code
+                readings.append(r)
+            }
+        }
+        try Self.roundTrip(readings)
+        let timedOut = Reading(device: "d", channel: "c", time: Self.t0, value: .none, quality: .timeout, exceptionCode: 6)
+        #expect(timedOut.exceptionCode == 0)
+        try Self.roundTrip([timedOut])
+    }
+
     @Test func everyUnitQualityAndClockFlagRoundTrips() throws {
         var readings: [Reading] = []
         var i = 0
@@ -682,7 +700,9 @@ struct BatchCodecTests {
         try refused(Self.handMade(count: 1, records: [0, 12]), at: { $0 + 1 }, "unknown value kind 12")
         try refused(Self.handMade(count: 1, records: [0, 15]), at: { $0 + 1 }, "unknown value kind 15")
         try refused(Self.handMade(count: 1, records: [0, BatchCodec.statusFollows, 0x10]), at: { $0 + 2 }, "bad record status")
-        try refused(Self.handMade(count: 1, records: [0, BatchCodec.statusFollows, 5]), at: { $0 + 2 }, "bad record status")
+        try refused(Self.handMade(count: 1, records: [0, BatchCodec.statusFollows, 7]), at: { $0 + 2 }, "bad record status")
+        // An exception code (high nibble) belongs to a device fault (3) only.
+        try refused(Self.handMade(count: 1, records: [0, BatchCodec.statusFollows, 0x25]), at: { $0 + 2 }, "bad record status")
         try refused(Self.handMade(count: 1, records: [0, BatchCodec.Kind.intDelta, 2]), at: { $0 + 1 }, "integer delta without")
         try refused(Self.handMade(count: 1, records: [0, BatchCodec.Kind.doubleRepeat]), at: { $0 + 1 }, "repeat without")
         try refused(Self.handMade(count: 1, records: [0, BatchCodec.Kind.float64, 1, 2, 3]), at: { $0 + 2 }, "truncated double")

@@ -16,7 +16,13 @@ struct ConfigReferenceTests {
     func exampleIsValid() throws {
         let path = RepoPaths.root.appendingPathComponent("deploy/kilntally.example.toml").path
         let config = try KilnTallyConfiguration.load(file: path)
-        #expect(config.acquisition.devices.map(\.id.rawValue) == ["msw-belt", "wb-north"])
+        #expect(config.acquisition.devices.map(\.id.rawValue) == ["msw-belt", "rdf-belt", "sludge-pump", "wb-north"])
+        // Every device comes from a profile, and the roles the tally needs are all there.
+        #expect(config.acquisition.devices.allSatisfy { $0.profile != nil })
+        #expect(config.acquisition.profiles.map(\.name) == ["flintec-ft112", "generic-flow", "siemens-bw500"])
+        let wb = try #require(config.acquisition.devices.last)
+        #expect(wb.channel(withRole: .weight)?.role == .weight(zeroBand: 40))
+        #expect(wb.channel(withRole: .motion)?.id == "unstable")
         #expect(config.uplink.mqtt.tls?.caFile == "/etc/kilntally/hub-ca.pem")
     }
 }

@@ -51,6 +51,23 @@ public struct ConfigReader {
         self.values = values
     }
 
+    /// The keys as written in this table (no defaults), e.g. to lay a device's channel over its profile's.
+    public var writtenValues: [String: ConfigValue] { values }
+
+    /// This table with `base` underneath: keys written here win, the others come from `base` (which must follow
+    /// the same schema, e.g. a profile's channel validated against it). Errors still report at this table's path.
+    public func overlaying(_ base: [String: ConfigValue]) -> ConfigReader {
+        ConfigReader(document: document, diagnostics: diagnostics, path: path, schema: schema,
+                     values: base.merging(values) { _, mine in mine })
+    }
+
+    /// A reader of `values` (a table that follows `schema`, e.g. taken from another document) whose errors report
+    /// at this table's `key` (or at this table when nil), in this document.
+    public func reading(_ values: [String: ConfigValue], schema: ConfigTable, reportingAt key: String?) -> ConfigReader {
+        ConfigReader(document: document, diagnostics: diagnostics, path: key.map { path.appending($0) } ?? path,
+                     schema: schema, values: values)
+    }
+
     /// The keys written in this table, sorted.
     public var presentKeys: [String] { values.keys.sorted() }
 
