@@ -54,7 +54,7 @@ let package = Package(
         ]),
         // Simulated devices served with libmodbus.
         .target(name: "Simulator", dependencies: [
-            "KilnTallyCore", "ModbusKit",
+            "KilnTallyCore", "ModbusKit", "Acquisition",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Wires the services together.

@@ -94,7 +94,7 @@ public struct ProfileLibrary: Sendable {
 
     /// Loads profile `name` for the device at `dev` (once per decode, remembered in `used`); a missing profile
     /// or errors inside it are recorded in `diagnostics` (inside errors name the profile file and line).
-    func load(_ name: String, diagnostics: ConfigDiagnostics, at dev: ConfigReader,
+    public func load(_ name: String, diagnostics: ConfigDiagnostics, at dev: ConfigReader,
               used: inout [String: DeviceProfile?]) -> DeviceProfile? {
         if let known = used[name] { return known }
         guard let file = file(of: name) else {

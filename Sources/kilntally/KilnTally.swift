@@ -68,7 +68,20 @@ struct Simulate: AsyncParsableCommand {
     @Flag(help: "Print the daemon config ([[bus]] and [[device]]) that reads a simulator at --listen, and exit.")
     var printConfig = false
 
+    @Option(help: "Serve the profile devices of a scenario file (trucks, feeders, rollover; see docs/SIMULATOR.md) instead of the one belt scale.")
+    var scenario: String?
+
+    @Option(help: "With --scenario: write the daemon's [[bus]]/[[device]] sections for the bound ports to this file.")
+    var writeConfig: String?
+
+    @Option(help: "With --scenario: write what really happened (weighbridge passes, mass fed) as JSON to this file at exit.")
+    var truth: String?
+
     func run() async throws {
+        if let scenario {
+            try await runScenario(scenario, writeConfig: writeConfig, truth: truth, duration: duration)
+            return
+        }
         guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
               (0...65535).contains(port) else {
             throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:1502")
@@ -91,7 +104,7 @@ struct Simulate: AsyncParsableCommand {
         print("simulating belt scale on \(host):\(bound)")
         fflush(nil)  // flush stdout so a parent reading the pipe sees the line now
         let group = ServiceGroup(configuration: .init(
-            services: [SimulatorService(simulator: simulator, duration: duration)],
+            services: [SimulatorService.configured(run: { await simulator.run() }, duration: duration)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         simulator.stop()
@@ -99,19 +112,24 @@ struct Simulate: AsyncParsableCommand {
 }
 
 struct SimulatorService: Service {
-    let simulator: BeltScaleSimulator
+    let run: @Sendable () async -> Void
     let duration: Double?
+
+    /// The service, set to shut the group down cleanly when it ends (after `duration`) instead of failing it.
+    static func configured(run: @escaping @Sendable () async -> Void, duration: Double?) -> ServiceGroupConfiguration.ServiceConfiguration {
+        .init(service: SimulatorService(run: run, duration: duration), successTerminationBehavior: .gracefullyShutdownGroup)
+    }
     func run() async throws {
         await cancelWhenGracefulShutdown {
             if let duration {
                 await withTaskGroup(of: Void.self) { group in
-                    group.addTask { await simulator.run() }
+                    group.addTask { await run() }
                     group.addTask { try? await Task.sleep(for: .seconds(duration)) }
                     await group.next()
                     group.cancelAll()
                 }
             } else {
-                await simulator.run()
+                await run()
             }
         }
     }

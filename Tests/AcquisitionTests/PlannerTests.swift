@@ -65,7 +65,7 @@ struct PlannerTests {
 
     @Test("random maps: every channel exactly once, inside its request, limits kept, and as few requests as possible", arguments: 0..<200)
     func properties(seed: UInt64) {
-        var rng = SplitMix(seed: seed &+ 11)
+        var rng = SplitMix64(seed: seed &+ 11)
         let types: [ValueType] = [.uint16, .int16, .uint32, .float32, .float64, .uint64]
         var chans: [ChannelConfig] = []
         for i in 0..<Int(rng.next() % 40 + 1) {
@@ -85,18 +85,6 @@ struct PlannerTests {
             }
         }
         #expect(plan.count == optimalRequestCount(chans, limits: limits))
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
