@@ -6,6 +6,9 @@ public struct Event: Sendable, Hashable {
     public enum Kind: String, Sendable, Codable, CaseIterable {
         case deviceDown = "device_down"
         case deviceUp = "device_up"
+        /// A device answers but its heartbeat channel stopped counting: its values may be frozen.
+        case heartbeatStopped = "heartbeat_stopped"
+        case heartbeatResumed = "heartbeat_resumed"
         case totalizerReset = "totalizer_reset"
         case totalizerRollover = "totalizer_rollover"
         case imbalance

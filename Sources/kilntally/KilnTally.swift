@@ -68,7 +68,7 @@ struct Simulate: AsyncParsableCommand {
     @Flag(help: "Print the daemon config ([[bus]] and [[device]]) that reads a simulator at --listen, and exit.")
     var printConfig = false
 
-    @Option(help: "Serve the profile devices of a scenario file (trucks, feeders, rollover; see docs/SIMULATOR.md) instead of the one belt scale.")
+    @Option(help: "Serve the profile devices of a scenario file (trucks, feeders, rollover; see docs/ACQUISITION.md) instead of the one belt scale.")
     var scenario: String?
 
     @Option(help: "With --scenario: write the daemon's [[bus]]/[[device]] sections for the bound ports to this file.")
