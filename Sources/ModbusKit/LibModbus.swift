@@ -98,6 +98,12 @@ enum LibModbus {
 
     static func close(_ ctx: OpaquePointer) { modbus_close(ctx) }
 
+    /// The connection's descriptor (the tty for RTU), -1 when closed.
+    static func socket(_ ctx: OpaquePointer) -> Int32 { modbus_get_socket(ctx) }
+
+    /// Bytes before the function code: 7 (MBAP) for TCP, 1 (the unit id) for RTU.
+    static func headerLength(_ ctx: OpaquePointer) -> Int { Int(modbus_get_header_length(ctx)) }
+
     static func flush(_ ctx: OpaquePointer) -> Result<Int32, Failure> {
         check("modbus_flush", modbus_flush(ctx))
     }
