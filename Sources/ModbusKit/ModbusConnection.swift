@@ -66,7 +66,7 @@ final class ModbusConnection: @unchecked Sendable {
     ) throws(ModbusError) -> ModbusConnection {
         let endpoint = transport.endpoint
         func fail(_ failure: LibModbus.Failure, _ message: String? = nil) -> ModbusError {
-            ModbusError(bus: bus, endpoint: endpoint, call: failure.call, errno: failure.errno, message: message)
+            ModbusError(bus: bus, endpoint: endpoint, call: failure.call, errno: failure.errno, message: message ?? failure.message)
         }
         let created: Result<OpaquePointer, LibModbus.Failure>
         switch transport {
@@ -76,14 +76,7 @@ final class ModbusConnection: @unchecked Sendable {
             }
             created = LibModbus.newTCPProtocolIndependent(node: host, service: String(port))
         case .rtu(let device, let baud, let parity, let dataBits, let stopBits):
-            guard baud > 0, let baud32 = Int32(exactly: baud), (5...8).contains(dataBits), (1...2).contains(stopBits)
-            else {
-                throw fail(
-                    .init(call: "modbus_new_rtu", errno: EINVAL),
-                    "invalid serial settings \(baud) baud, \(dataBits) data bits, \(stopBits) stop bits")
-            }
-            created = LibModbus.newRTU(
-                device: device, baud: baud32, parity: parity, dataBits: Int32(dataBits), stopBits: Int32(stopBits))
+            created = LibModbus.newRTU(device: device, baud: baud, parity: parity, dataBits: dataBits, stopBits: stopBits)
         }
         let ctx: OpaquePointer
         switch created {

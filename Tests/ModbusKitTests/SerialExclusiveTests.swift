@@ -49,9 +49,11 @@ struct SerialExclusiveTests {
 
         func lockContent() -> String? { try? String(contentsOfFile: lockPath, encoding: .utf8) }
 
+        /// Stops the peers; every test leaves the lock directory as it found it.
         func stop() {
             server.stop()
             pty.stop()
+            #expect(lockContent() == nil, "lock file \(lockPath) left behind")
         }
     }
 
