@@ -15,6 +15,8 @@ enum LibModbus {
     struct Failure: Error {
         var call: String
         var errno: Int32
+        /// A more precise text than strerror's, where the wrapper knows one (e.g. which setting was invalid).
+        var message: String? = nil
     }
 
     /// `MODBUS_ENOBASE`: libmodbus' own errno values start here (exception codes, bad CRC, bad data ...).
@@ -22,8 +24,8 @@ enum LibModbus {
     /// `MODBUS_MAX_READ_BITS`, `MODBUS_MAX_READ_REGISTERS`.
     static let maxReadBits = 2000
     static let maxReadRegisters = 125
-    /// `MODBUS_TCP_MAX_ADU_LENGTH`: the request buffer modbus_receive needs for TCP.
-    static let tcpMaxADULength = 260
+    /// `MODBUS_MAX_ADU_LENGTH`: the request buffer modbus_receive needs (TCP 260, RTU 256).
+    static let maxADULength = 260
 
     @inline(__always)
     private static func check(_ call: String, _ rc: Int32) -> Result<Int32, Failure> {
@@ -57,11 +59,17 @@ enum LibModbus {
         return .success(ctx)
     }
 
+    /// modbus_new_rtu, with the settings checked first (libmodbus takes nonsense such as 0 baud without a word).
     static func newRTU(
-        device: String, baud: Int32, parity: ModbusParity, dataBits: Int32, stopBits: Int32
+        device: String, baud: Int, parity: ModbusParity, dataBits: Int, stopBits: Int
     ) -> Result<OpaquePointer, Failure> {
+        guard baud > 0, let baud32 = Int32(exactly: baud), (5...8).contains(dataBits), (1...2).contains(stopBits) else {
+            return .failure(Failure(
+                call: "modbus_new_rtu", errno: EINVAL,
+                message: "invalid serial settings \(baud) baud, \(dataBits) data bits, \(stopBits) stop bits"))
+        }
         let parityChar = CChar(parity.rawValue.utf8.first!)
-        guard let ctx = modbus_new_rtu(device, baud, parityChar, dataBits, stopBits) else {
+        guard let ctx = modbus_new_rtu(device, baud32, parityChar, Int32(dataBits), Int32(stopBits)) else {
             let e = Glibc.errno
             return .failure(Failure(call: "modbus_new_rtu", errno: e))
         }
@@ -97,6 +105,12 @@ enum LibModbus {
     }
 
     static func close(_ ctx: OpaquePointer) { modbus_close(ctx) }
+
+    /// The connection's descriptor (the tty for RTU), -1 when closed.
+    static func socket(_ ctx: OpaquePointer) -> Int32 { modbus_get_socket(ctx) }
+
+    /// Bytes before the function code: 7 (MBAP) for TCP, 1 (the unit id) for RTU.
+    static func headerLength(_ ctx: OpaquePointer) -> Int { Int(modbus_get_header_length(ctx)) }
 
     static func flush(_ ctx: OpaquePointer) -> Result<Int32, Failure> {
         check("modbus_flush", modbus_flush(ctx))
@@ -203,6 +217,55 @@ enum LibModbus {
     }
 
     static func closeFD(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    /// A connected AF_UNIX stream pair. The servers let modbus_reply write a reply into one end and read it back from
+    /// the other, so they know the reply before it goes on the wire (to log it, and to hold it for line-speed
+    /// emulation).
+    static func socketPair() -> Result<(Int32, Int32), Failure> {
+        var fds: [Int32] = [-1, -1]
+        if socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == -1 {
+            let e = Glibc.errno
+            return .failure(Failure(call: "socketpair", errno: e))
+        }
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        return .success((fds[0], fds[1]))
+    }
+
+    /// Reads exactly `buffer.count` bytes (retrying short reads and EINTR).
+    static func readExactly(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int32, Failure> {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.read(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n > 0 { done += n; continue }
+            let e = n == 0 ? ECONNRESET : Glibc.errno
+            if e == EINTR { continue }
+            return .failure(Failure(call: "read", errno: e))
+        }
+        return .success(Int32(done))
+    }
+
+    /// Reads and drops whatever `fd` holds right now, without waiting.
+    static func drain(_ fd: Int32) {
+        var pending = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        var scratch = [UInt8](repeating: 0, count: 64)
+        while poll(&pending, 1, 0) > 0, scratch.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, $0.count) }) > 0 {}
+    }
+
+    /// Writes all of `bytes` to `fd`: `send(MSG_NOSIGNAL)` on a socket (a client that went away is an error, not a
+    /// SIGPIPE), `write` on a tty.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, isSocket: Bool) -> Result<Int32, Failure> {
+        var done = 0
+        while done < bytes.count {
+            let n = isSocket
+                ? Glibc.send(fd, bytes.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL))
+                : Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n >= 0 { done += n; continue }
+            let e = Glibc.errno
+            if e == EINTR { continue }
+            return .failure(Failure(call: isSocket ? "send" : "write", errno: e))
+        }
+        return .success(Int32(done))
+    }
 
     /// Resolves `host` the way modbus_new_tcp_pi's connect does; nil when it resolves, else gai_strerror's text.
     static func resolutionError(host: String, port: Int) -> String? {

@@ -30,13 +30,27 @@ public final class ModbusClient: Sendable {
 
     /// Creates the libmodbus context (`modbus_new_tcp_pi` / `modbus_new_rtu`) and sets the timeouts; does not
     /// connect. Invalid settings throw here; a host name that does not resolve is reported by the first connect.
-    public init(
+    ///
+    /// **Serial lines are opened exclusively.** An RTU client takes a UUCP-style lock file (`/run/lock/LCK..ttyUSB0`,
+    /// holding its PID) before it opens the device and `ioctl(TIOCEXCL)` right after, and gives both up when the
+    /// connection closes. While another owner — this process or another, kilntally or a tool such as minicom — holds
+    /// the line, every connect fails with `errno == EBUSY` and a message naming the device and the owner's PID and
+    /// command. A lock left by a process that no longer runs is taken over.
+    public convenience init(
         name: String, transport: ModbusTransport, timeouts: ModbusTimeouts = .init(), logger: Logger
+    ) throws(ModbusError) {
+        try self.init(name: name, transport: transport, timeouts: timeouts, lockDirectory: SerialLine.defaultLockDirectory, logger: logger)
+    }
+
+    /// As the public initializer, with the lock-file directory chosen (tests use a temporary one).
+    init(
+        name: String, transport: ModbusTransport, timeouts: ModbusTimeouts = .init(), lockDirectory: String?, logger: Logger
     ) throws(ModbusError) {
         self.name = name
         self.transport = transport
         self.timeouts = timeouts
-        connection = try ModbusConnection.make(bus: name, transport: transport, timeouts: timeouts, logger: logger)
+        connection = try ModbusConnection.make(
+            bus: name, transport: transport, timeouts: timeouts, lockDirectory: lockDirectory, logger: logger)
         executor = BlockingExecutor(name: "modbus:\(name)")
         connection.logger.debug("modbus client created", metadata: ["modbus.thread": "\(executor.name)"])
     }

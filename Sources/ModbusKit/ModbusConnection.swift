@@ -42,24 +42,31 @@ final class ModbusConnection: @unchecked Sendable {
     /// Mirror of `isOpen` readable from any thread (`ModbusClient.isConnected`).
     let connected = Atomic<Bool>(false)
 
+    /// Where an RTU line's lock file goes (`SerialLine`); tests point it at a temporary directory.
+    let lockDirectory: String?
+
     private var ctx: OpaquePointer?
     private var isOpen = false
+    /// The serial line's lock while an RTU connection is open.
+    private var claim: SerialLine.Claim?
 
-    private init(bus: String, transport: ModbusTransport, ctx: OpaquePointer, logger: Logger) {
+    private init(bus: String, transport: ModbusTransport, ctx: OpaquePointer, lockDirectory: String?, logger: Logger) {
         self.bus = bus
         self.transport = transport
         self.endpoint = transport.endpoint
         self.ctx = ctx
+        self.lockDirectory = lockDirectory
         self.logger = logger
     }
 
     /// modbus_new_tcp_pi / modbus_new_rtu, then the timeouts. Frees the context if any step fails.
     static func make(
-        bus: String, transport: ModbusTransport, timeouts: ModbusTimeouts, logger: Logger
+        bus: String, transport: ModbusTransport, timeouts: ModbusTimeouts,
+        lockDirectory: String? = SerialLine.defaultLockDirectory, logger: Logger
     ) throws(ModbusError) -> ModbusConnection {
         let endpoint = transport.endpoint
         func fail(_ failure: LibModbus.Failure, _ message: String? = nil) -> ModbusError {
-            ModbusError(bus: bus, endpoint: endpoint, call: failure.call, errno: failure.errno, message: message)
+            ModbusError(bus: bus, endpoint: endpoint, call: failure.call, errno: failure.errno, message: message ?? failure.message)
         }
         let created: Result<OpaquePointer, LibModbus.Failure>
         switch transport {
@@ -69,14 +76,7 @@ final class ModbusConnection: @unchecked Sendable {
             }
             created = LibModbus.newTCPProtocolIndependent(node: host, service: String(port))
         case .rtu(let device, let baud, let parity, let dataBits, let stopBits):
-            guard baud > 0, let baud32 = Int32(exactly: baud), (5...8).contains(dataBits), (1...2).contains(stopBits)
-            else {
-                throw fail(
-                    .init(call: "modbus_new_rtu", errno: EINVAL),
-                    "invalid serial settings \(baud) baud, \(dataBits) data bits, \(stopBits) stop bits")
-            }
-            created = LibModbus.newRTU(
-                device: device, baud: baud32, parity: parity, dataBits: Int32(dataBits), stopBits: Int32(stopBits))
+            created = LibModbus.newRTU(device: device, baud: baud, parity: parity, dataBits: dataBits, stopBits: stopBits)
         }
         let ctx: OpaquePointer
         switch created {
@@ -94,13 +94,30 @@ final class ModbusConnection: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "modbus.bus"] = .string(bus)
         logger[metadataKey: "modbus.endpoint"] = .string(endpoint)
-        return ModbusConnection(bus: bus, transport: transport, ctx: ctx, logger: logger)
+        return ModbusConnection(bus: bus, transport: transport, ctx: ctx, lockDirectory: lockDirectory, logger: logger)
     }
 
     deinit {
         if let ctx {
-            if isOpen { LibModbus.close(ctx) }
+            if isOpen { closeLink(ctx) }
             LibModbus.free(ctx)
+        }
+    }
+
+    /// modbus_connect; for RTU the exclusive open (lock file, then connect, then TIOCEXCL).
+    private func openLink(_ ctx: OpaquePointer) -> Result<Void, SerialLine.Failure> {
+        guard case .rtu(let device, _, _, _, _) = transport else {
+            return LibModbus.connect(ctx).map { _ in () }.mapError { SerialLine.Failure(errno: $0.errno, call: $0.call) }
+        }
+        return SerialLine.open(ctx, device: device, lockDirectory: lockDirectory, logger: logger).map { claim = $0 }
+    }
+
+    private func closeLink(_ ctx: OpaquePointer) {
+        if let claim {
+            SerialLine.close(ctx, claim)
+            self.claim = nil
+        } else {
+            LibModbus.close(ctx)
         }
     }
 
@@ -129,18 +146,20 @@ final class ModbusConnection: @unchecked Sendable {
     func connectIfNeeded() throws(ModbusError) {
         let ctx = try liveContext()
         guard !isOpen else { return }
-        switch LibModbus.connect(ctx) {
+        switch openLink(ctx) {
         case .success:
             isOpen = true
             connected.store(true, ordering: .releasing)
             logger.debug("modbus connected")
         case .failure(let failure):
-            var error = self.error(failure)
+            var error = self.error(.init(call: failure.call, errno: failure.errno), message: failure.message)
             // libmodbus reports a failed getaddrinfo as ECONNREFUSED; tell the two apart for the operator.
             if case .tcp(let host, let port) = transport, failure.errno == ECONNREFUSED,
                 let reason = LibModbus.resolutionError(host: host, port: port)
             {
-                error = self.error(failure, message: "cannot resolve host name '\(host)': \(reason)", nameResolution: true)
+                error = self.error(
+                    .init(call: failure.call, errno: failure.errno), message: "cannot resolve host name '\(host)': \(reason)",
+                    nameResolution: true)
             }
             logger.debug("modbus connect failed", metadata: ["modbus.error": "\(error)"])
             throw error
@@ -150,7 +169,7 @@ final class ModbusConnection: @unchecked Sendable {
     /// modbus_close if connected; the next request reconnects.
     func disconnect() {
         guard let ctx, isOpen else { return }
-        LibModbus.close(ctx)
+        closeLink(ctx)
         isOpen = false
         connected.store(false, ordering: .releasing)
         logger.debug("modbus connection closed")

@@ -6,7 +6,9 @@ import Glibc
 #endif
 
 /// A simulated belt-scale integrator, laid out like a Siemens Milltronics BW500 (DOMAIN.md §2.1; the per-item
-/// offsets in 41,010–41,019 are inferred there, not verified on hardware), served over Modbus TCP by libmodbus.
+/// offsets in 41,010–41,019 are inferred there, not verified on hardware), served by libmodbus over Modbus TCP or,
+/// as unit `unit`, over Modbus RTU on a serial line (e.g. one end of a socat pty pair), optionally at the speed of a
+/// real line (`LineSpeed`).
 ///
 /// Holding registers (0-based protocol addresses; BW500 numbering in brackets), UINT32, 3 fixed decimals,
 /// high word first (ABCD):
@@ -44,29 +46,45 @@ public final class BeltScaleSimulator: Sendable {
         public static let rateFloat = 0, totalFloatCDAB = 2, totalKilogramsCDAB = 4, heartbeat = 6
     }
 
-    private let server: ModbusTCPServer
+    public static let counts = ModbusRegisterCounts(coils: 16, discreteInputs: 16, holdingRegisters: 1100, inputRegisters: 16)
+
+    /// The libmodbus server behind it (`ModbusTCPServer` or `ModbusRTUServer`).
+    public let server: any ModbusServer
     private let parameters: Parameters
     private let logger: Logger
 
-    public init(host: String, port: Int, parameters: Parameters = .init(), logger: Logger) throws(ModbusError) {
+    /// Serves over Modbus TCP on `host:port` (any unit id).
+    public init(
+        host: String, port: Int, parameters: Parameters = .init(), lineSpeed: LineSpeed? = nil, logger: Logger
+    ) throws(ModbusError) {
         self.parameters = parameters
         self.logger = logger
-        server = try ModbusTCPServer(
-            host: host, port: port,
-            counts: .init(coils: 16, discreteInputs: 16, holdingRegisters: 1100, inputRegisters: 16), logger: logger)
+        server = try ModbusTCPServer(host: host, port: port, counts: Self.counts, lineSpeed: lineSpeed, logger: logger)
     }
 
-    /// Starts listening; returns the bound port (useful with port 0).
+    /// Serves over Modbus RTU on the serial device `rtuDevice` as unit `unit`; other unit ids get no answer.
+    public init(
+        rtuDevice: String, baud: Int = 9600, parity: ModbusParity = .even, unit: UInt8 = 1, parameters: Parameters = .init(),
+        lineSpeed: LineSpeed? = nil, logger: Logger
+    ) throws(ModbusError) {
+        self.parameters = parameters
+        self.logger = logger
+        server = try ModbusRTUServer(
+            device: rtuDevice, baud: baud, parity: parity, unit: unit, counts: Self.counts, lineSpeed: lineSpeed, logger: logger)
+    }
+
+    /// Starts listening (TCP) or opens the line (RTU); returns the bound TCP port (useful with port 0), 0 for RTU.
     @discardableResult
     public func start() throws(ModbusError) -> Int {
         try server.start()
         var state = State(totalKilograms: parameters.initialTotalKilograms)
         state.rateKilogramsPerHour = rateKilogramsPerHour(at: .zero)
         state.write(into: server, parameters: parameters, elapsed: .zero)
-        return server.port
+        return port
     }
 
-    public var port: Int { server.port }
+    /// The bound TCP port; 0 when serving RTU.
+    public var port: Int { (server as? ModbusTCPServer)?.port ?? 0 }
     public var requestCount: Int { server.requestCount }
     /// Every request the simulator received (function code, unit, address, count), oldest first.
     public var requestLog: [ModbusRequestRecord] { server.requestLog }
@@ -112,7 +130,7 @@ public final class BeltScaleSimulator: Sendable {
             heartbeat &+= 1
         }
 
-        func write(into server: ModbusTCPServer, parameters: Parameters, elapsed: Duration) {
+        func write(into server: any ModbusServer, parameters: Parameters, elapsed: Duration) {
             let rate = rateKilogramsPerHour  // t/h × 1000
             let speedMilli = UInt64((parameters.speed * 1000).rounded())
             let loadMilli = parameters.speed > 0 ? UInt64(Double(rate) / (3.6 * parameters.speed)) : 0  // kg/m × 1000
@@ -146,7 +164,7 @@ public final class BeltScaleSimulator: Sendable {
         }
     }
 
-    /// A daemon config that reads this simulator (used by the demo and the tests).
+    /// A daemon config that reads this simulator over TCP (used by the demo and the tests).
     public static func exampleDeviceConfig(busName: String = "sim", host: String = "127.0.0.1", port: Int,
                                            device: String = "belt1", pollInterval: String = "500ms") -> String {
         """
@@ -157,10 +175,32 @@ public final class BeltScaleSimulator: Sendable {
         port = \(port)
         response_timeout = "500ms"
 
+        """ + exampleDeviceSection(busName: busName, unit: 1, device: device, pollInterval: pollInterval)
+    }
+
+    /// A daemon config that reads this simulator over RTU on the other end of its line (e.g. the other pty of a
+    /// socat pair).
+    public static func exampleDeviceConfig(busName: String = "sim", rtuDevice: String, baud: Int, parity: ModbusParity,
+                                           unit: UInt8 = 1, device: String = "belt1", pollInterval: String = "500ms") -> String {
+        let parityName = switch parity { case .none: "none"; case .even: "even"; case .odd: "odd" }
+        return """
+        [[bus]]
+        name = "\(busName)"
+        kind = "rtu"
+        device = "\(rtuDevice)"
+        baud = \(baud)
+        parity = "\(parityName)"
+        response_timeout = "500ms"
+
+        """ + exampleDeviceSection(busName: busName, unit: unit, device: device, pollInterval: pollInterval)
+    }
+
+    private static func exampleDeviceSection(busName: String, unit: UInt8, device: String, pollInterval: String) -> String {
+        """
         [[device]]
         name = "\(device)"
         bus = "\(busName)"
-        unit_id = 1
+        unit_id = \(unit)
         poll_interval = "\(pollInterval)"
 
           [[device.channel]]

@@ -3,6 +3,7 @@ import KilnTallyCore
 import KilnTallyDaemon
 import RingStore
 import Logging
+import ModbusKit
 import ServiceLifecycle
 import Simulator
 #if canImport(Glibc)
@@ -54,10 +55,32 @@ struct ConfigCommand: AsyncParsableCommand {
 
 struct Simulate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve a simulated belt-scale integrator (BW500-style registers) over Modbus TCP.")
+        abstract: "Serve a simulated belt-scale integrator (BW500-style registers) over Modbus TCP or RTU.",
+        discussion: """
+            RTU on a pty pair, e.g. for a bus configured on /tmp/ttyV0:
+              socat pty,raw,echo=0,link=/tmp/ttyV0 pty,raw,echo=0,link=/tmp/ttyV1 &
+              kilntally simulate --rtu /tmp/ttyV1 --line-speed 9600
+            --line-speed delays each reply by the time the transaction would keep a real RTU line busy at that baud
+            rate: (request + reply bytes) × 11 bits / baud plus two 3.5-character silences (1.75 ms each above 19200).
+            """)
 
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free port and prints it).")
     var listen: String = "127.0.0.1:1502"
+
+    @Option(help: "Serve Modbus RTU on this serial device instead of TCP (e.g. one end of a socat pty pair).")
+    var rtu: String?
+
+    @Option(help: "RTU: baud rate the line is set to.")
+    var baud: Int = 9600
+
+    @Option(help: "RTU: parity, none, even or odd (Modbus' default framing is 8E1).")
+    var parity: String = "even"
+
+    @Option(help: "RTU: the unit id served; requests for other units get no answer.")
+    var unit: UInt8 = 1
+
+    @Option(name: .customLong("line-speed"), help: "Delay each reply by its wire time at this baud rate (TCP or RTU).")
+    var lineSpeed: Int?
 
     @Option(help: "Mean feed rate in t/h.")
     var meanRate: Double = 30
@@ -65,7 +88,7 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "Stop after this many seconds (default: run until SIGTERM/SIGINT).")
     var duration: Double?
 
-    @Flag(help: "Print the daemon config ([[bus]] and [[device]]) that reads a simulator at --listen, and exit.")
+    @Flag(help: "Print the daemon config ([[bus]] and [[device]]) that reads this simulator, and exit. With --rtu, give the other end of the line as --rtu.")
     var printConfig = false
 
     @Option(help: "Serve the profile devices of a scenario file (trucks, feeders, rollover; see docs/ACQUISITION.md) instead of the one belt scale.")
@@ -82,13 +105,35 @@ struct Simulate: AsyncParsableCommand {
             try await runScenario(scenario, writeConfig: writeConfig, truth: truth, duration: duration)
             return
         }
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
-              (0...65535).contains(port) else {
-            throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:1502")
+        let speed: LineSpeed?
+        if let lineSpeed {
+            guard lineSpeed > 0 else { throw ValidationError("--line-speed must be a positive baud rate") }
+            speed = LineSpeed(baud: lineSpeed)
+        } else {
+            speed = nil
         }
-        let host = String(listen[..<colon])
+        let parity: ModbusParity
+        switch self.parity {
+        case "none": parity = .none
+        case "even": parity = .even
+        case "odd": parity = .odd
+        default: throw ValidationError("--parity must be none, even or odd")
+        }
+        var host = "", port = 0
+        if rtu == nil {
+            guard let colon = listen.lastIndex(of: ":"), let p = Int(listen[listen.index(after: colon)...]),
+                  (0...65535).contains(p) else {
+                throw ValidationError("--listen must be HOST:PORT, e.g. 127.0.0.1:1502")
+            }
+            host = String(listen[..<colon])
+            port = p
+        }
         if printConfig {
-            print(BeltScaleSimulator.exampleDeviceConfig(host: host, port: port))
+            if let rtu {
+                print(BeltScaleSimulator.exampleDeviceConfig(rtuDevice: rtu, baud: baud, parity: parity, unit: unit))
+            } else {
+                print(BeltScaleSimulator.exampleDeviceConfig(host: host, port: port))
+            }
             return
         }
         LoggingSystem.bootstrap { label in
@@ -99,10 +144,22 @@ struct Simulate: AsyncParsableCommand {
         let logger = Logger(label: "kilntally-simulate")
         var parameters = BeltScaleSimulator.Parameters()
         parameters.meanRate = meanRate
-        let simulator = try BeltScaleSimulator(host: host, port: port, parameters: parameters, logger: logger)
+        let simulator: BeltScaleSimulator
+        if let rtu {
+            simulator = try BeltScaleSimulator(
+                rtuDevice: rtu, baud: baud, parity: parity, unit: unit, parameters: parameters, lineSpeed: speed, logger: logger)
+        } else {
+            simulator = try BeltScaleSimulator(host: host, port: port, parameters: parameters, lineSpeed: speed, logger: logger)
+        }
         let bound = try simulator.start()
-        print("simulating belt scale on \(host):\(bound)")
+        let pace = speed.map { ", replies at the pace of \($0.baud) baud" } ?? ""
+        if let rtu {
+            print("simulating belt scale on \(rtu) (Modbus RTU, unit \(unit), \(baud) baud\(pace))")
+        } else {
+            print("simulating belt scale on \(host):\(bound)\(pace)")
+        }
         fflush(nil)  // flush stdout so a parent reading the pipe sees the line now
+        // The simulator ending by itself (--duration) ends the command normally, not as a failed service.
         let group = ServiceGroup(configuration: .init(
             services: [SimulatorService.configured(run: { await simulator.run() }, duration: duration)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

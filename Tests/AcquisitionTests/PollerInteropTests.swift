@@ -139,13 +139,28 @@ struct PollerCadenceTests {
 
 @Suite("Read-only on the wire", .serialized)
 struct ReadOnlyWireTests {
-    @Test("polling the simulator sends only function codes 1-4, exactly the planned requests per poll")
-    func onlyReadFunctionCodes() async throws {
+    @Test("polling the simulator (over TCP, and over RTU on a pty) sends only function codes 1-4, exactly the planned requests per poll",
+          arguments: ["tcp", "rtu"])
+    func onlyReadFunctionCodes(link: String) async throws {
         var logger = Logger(label: "wire-test")
         logger.logLevel = .critical
-        let simulator = try BeltScaleSimulator(host: "127.0.0.1", port: 0, logger: logger)
-        let port = try simulator.start()
-        defer { simulator.stop() }
+        let dir = try TemporaryDirectory()
+        let simulator: BeltScaleSimulator
+        let transport: ModbusTransport
+        var pty: SocatPTYPair?
+        if link == "tcp" {
+            simulator = try BeltScaleSimulator(host: "127.0.0.1", port: 0, logger: logger)
+            transport = .tcp(host: "127.0.0.1", port: try simulator.start())
+        } else {
+            pty = try await SocatPTYPair.start(in: dir)
+            simulator = try BeltScaleSimulator(rtuDevice: pty!.b, baud: 19200, logger: logger)
+            try simulator.start()
+            transport = .rtu(device: pty!.a, baud: 19200, parity: .even, dataBits: 8, stopBits: 1)
+        }
+        defer {
+            simulator.stop()
+            pty?.stop()
+        }
         let channels = [
             channel("rate", .holding, BeltScaleSimulator.Address.rate, .uint32),
             channel("total1", .holding, BeltScaleSimulator.Address.total1, .uint32),
@@ -154,7 +169,7 @@ struct ReadOnlyWireTests {
             channel("running", .coil, 0, .bool),
             channel("moving", .discrete, 0, .bool),
         ]
-        let bus = BusConfig(name: "sim", transport: .tcp(host: "127.0.0.1", port: port), timeouts: ModbusTimeouts(response: .seconds(2)))
+        let bus = BusConfig(name: "sim", transport: transport, timeouts: ModbusTimeouts(response: .seconds(2)))
         let device = DeviceConfig(id: "belt1", bus: "sim", unitID: 1, pollInterval: .seconds(1), channels: channels)
         let poller = try BusPoller(bus: bus, devices: [device], clock: SystemClock(), logger: logger)
         defer { poller.shutdownClient() }
@@ -165,6 +180,7 @@ struct ReadOnlyWireTests {
         let log = simulator.requestLog
         let plan = RequestPlanner.plan(channels, limits: bus.limits)
         #expect(log.count == 10 * plan.count, "\(log.count) requests for 10 polls of a \(plan.count)-request plan")
+        #expect(log.allSatisfy { $0.unit == 1 && $0.isAnswered })
         #expect(Set(log.map(\.functionCode)) == [1, 2, 3, 4], "coils, discrete inputs, holding and input registers")
         #expect(log.allSatisfy { (1...4).contains($0.functionCode) }, "never a write or any other function code")
         #expect(Set(log.map { "\($0.functionCode)@\($0.address)+\($0.count)" })

@@ -7,6 +7,10 @@
 /// glibc's headers parse inside the Clang module Swift imports).
 void kt_set_thread_name(const char *name);
 
+/// TIOCEXCL (exclusive != 0) or TIOCNXCL (exclusive == 0) on the tty `fd`: while set, open(2) of the tty fails with
+/// EBUSY for every process without CAP_SYS_ADMIN. ioctl is variadic, which Swift cannot call. 0, or -1 with errno.
+int kt_tty_set_exclusive(int fd, int exclusive);
+
 /// 1 when the kernel considers the system clock synchronized (chrony/timesyncd/ntpd cleared STA_UNSYNC),
 /// 0 when it does not, -1 when adjtimex failed.
 static inline int kt_clock_synchronized(void) {
