@@ -171,6 +171,11 @@ enum LibModbus {
         check("modbus_reply", modbus_reply(ctx, request, length, mapping))
     }
 
+    /// Builds (and sends on the context's socket) an exception answer to `request`.
+    static func replyException(_ ctx: OpaquePointer, _ request: UnsafePointer<UInt8>, _ code: UInt8) -> Result<Int32, Failure> {
+        check("modbus_reply_exception", modbus_reply_exception(ctx, request, UInt32(code)))
+    }
+
     // MARK: sockets (server side; libmodbus' modbus_tcp_accept closes the listening socket on any accept error)
 
     static func accept(_ listenFD: Int32) -> Result<Int32, Failure> {

@@ -30,6 +30,11 @@ extension ModbusServer {
     /// reply is sent.
     public var requestLog: [ModbusRequestRecord] { core.log.withLock { $0 } }
 
+    /// Makes the server misbehave from now on (nil: answer normally again), for fault-injection tests and scenarios.
+    public func inject(_ fault: ModbusFault?) {
+        core.fault.withLock { $0 = fault }
+    }
+
     /// The line-speed emulation replies are delayed by, if any.
     public var lineSpeed: LineSpeed? { core.lineSpeed }
 
@@ -41,6 +46,20 @@ extension ModbusServer {
             return try body(&map)
         }
     }
+}
+
+/// How a simulated device misbehaves (`ModbusServer.inject`). Every request is still logged; `replyBytes` says
+/// what was sent.
+public enum ModbusFault: Sendable, Hashable {
+    /// No answer at all: the master times out.
+    case noReply
+    /// A Modbus exception answer, e.g. 2 (illegal data address) or 6 (slave device busy).
+    case exception(UInt8)
+    /// TCP: the connection is closed on receiving the request (the master sees it reset or closed). On a serial
+    /// line there is no connection to drop: no answer, like `noReply`.
+    case dropConnection
+    /// Bytes that are not a Modbus answer (a frame with a wrong length and, on RTU, a wrong CRC).
+    case garbage
 }
 
 /// Sizes of a server's four tables (addresses 0..<count each; reads beyond give exception 2).

@@ -54,6 +54,8 @@ public final class ModbusServerCore: @unchecked Sendable {
     /// The most recent requests received (bounded), for tests and the simulator's request log.
     let log = Mutex<[ModbusRequestRecord]>([])
     static let logLimit = 100_000
+    /// The misbehaviour injected, if any (`ModbusServer.inject`).
+    let fault = Mutex<ModbusFault?>(nil)
     let boundPort: Atomic<Int>
     let lineSpeed: LineSpeed?
     let logger: Logger
@@ -363,9 +365,30 @@ public final class ModbusServerCore: @unchecked Sendable {
         case .success(let n):
             length = Int(n)
         }
+        let injected = fault.withLock { $0 }
+        switch injected {
+        case .noReply?, .dropConnection? where checksumLength > 0:
+            append(record(buffers.request, length: length, time: arrived, replyBytes: 0))
+            return .answered
+        case .dropConnection?:
+            append(record(buffers.request, length: length, time: arrived, replyBytes: 0))
+            return .failed(LibModbus.Failure(call: "fault injection: drop connection", errno: ECONNRESET))
+        case .garbage?:
+            let junk: [UInt8] = [0x5A, 0xA5, 0x00, 0xFF, 0x13, 0x37, 0x42]
+            append(record(buffers.request, length: length, time: arrived, replyBytes: junk.count))
+            _ = junk.withUnsafeBytes { LibModbus.writeAll(fd, $0, isSocket: checksumLength == 0) }
+            return .answered
+        default:
+            break
+        }
         _ = LibModbus.setSocket(ctx, pipes.captureWrite)
-        let built = mapping.withLock { (box: inout MappingBox) in
-            buffers.request.withUnsafeBufferPointer { LibModbus.reply(ctx, $0.baseAddress!, Int32(length), box.mapping) }
+        let built: Result<Int32, LibModbus.Failure>
+        if case .exception(let code)? = injected {
+            built = buffers.request.withUnsafeBufferPointer { LibModbus.replyException(ctx, $0.baseAddress!, code) }
+        } else {
+            built = mapping.withLock { (box: inout MappingBox) in
+                buffers.request.withUnsafeBufferPointer { LibModbus.reply(ctx, $0.baseAddress!, Int32(length), box.mapping) }
+            }
         }
         _ = LibModbus.setSocket(ctx, fd)
         let replyLength: Int

@@ -24,7 +24,22 @@ public final class ProfileDeviceSimulator: Sendable {
         public var beltSpeed: Double = 1.2
         /// Fixed values by channel name (e.g. the BW500's device identifier 2).
         public var fixed: [String: Double] = [:]
+        /// Misbehaviour by time: from `start` for `duration`, the server answers with `fault`.
+        public var faults: [ScheduledFault] = []
+        /// Replies delayed by their wire time at this baud rate.
+        public var lineSpeed: LineSpeed?
         public init() {}
+    }
+
+    public struct ScheduledFault: Sendable, Hashable {
+        public var start: Duration
+        public var duration: Duration
+        public var fault: ModbusFault
+        public init(start: Duration, duration: Duration, fault: ModbusFault) {
+            self.start = start
+            self.duration = duration
+            self.fault = fault
+        }
     }
 
     public let name: String
@@ -53,7 +68,7 @@ public final class ProfileDeviceSimulator: Sendable {
         }
         server = try ModbusTCPServer(host: host, port: port, counts: .init(
             coils: size([.coil]), discreteInputs: size([.discrete]), holdingRegisters: size([.holding]),
-            inputRegisters: size([.input])), logger: logger)
+            inputRegisters: size([.input])), lineSpeed: parameters.lineSpeed, logger: logger)
         state = Mutex(State(random: SeededRandom(seed: parameters.seed),
                             weighbridge: WeighbridgeModel(trucks: parameters.trucks, divisionKilograms: parameters.divisionKilograms,
                                                           firstTicket: parameters.firstTicket),
@@ -101,6 +116,7 @@ public final class ProfileDeviceSimulator: Sendable {
         server.update { map in
             for (ch, v) in values { RegisterEncoder.write(v, for: ch, into: &map) }
         }
+        server.inject(parameters.faults.last { $0.start <= elapsed && elapsed < $0.start + $0.duration }?.fault)
     }
 
     private func value(for ch: ChannelConfig, state s: State, truck: WeighbridgeModel.State) -> SimulatedValue? {

@@ -1,5 +1,6 @@
 import Acquisition
 import KilnTallyCore
+import ModbusKit
 
 /// A scripted simulation (`kilntally simulate --scenario FILE`): which profile devices to serve, where, and what
 /// they do. Checked by the same loader as the daemon's config, so a mistake names file, line and key.
@@ -46,6 +47,13 @@ public struct Scenario: Sendable {
                 ConfigKey("noise", .float(min: 0, max: 1), default: .float(0.02), doc: "Feeder: relative noise on the rate (0.02 = ±2 %)."),
                 ConfigKey("total_start", .float(min: 0), default: .float(1234.567), doc: "Feeder: totalizers' start value in their unit; close to the rollover (4294967 t for a BW500) to watch one roll over."),
                 ConfigKey("belt_speed", .float(min: 0), default: .float(1.2), doc: "Feeder: belt speed, m/s (for channels in m/s and the belt load in kg/m)."),
+                ConfigKey("line_speed", .integer(min: 300, max: 1_000_000), doc: "Delay each reply by its wire time at this baud rate (RTU timing on TCP)."),
+                ConfigKey("fault", .arrayOfTables(ConfigTable([
+                    ConfigKey("after", .durationRange(min: .zero), required: true, doc: "When the fault starts, from the start of the run."),
+                    ConfigKey("duration", .duration, required: true, doc: "How long it lasts."),
+                    ConfigKey("kind", .oneOf(["timeout", "exception", "drop", "garbage"]), required: true, doc: "`timeout`: no answer; `exception`: a Modbus exception (`code`); `drop`: the TCP connection is closed on each request; `garbage`: bytes that are not a Modbus answer."),
+                    ConfigKey("code", .integer(min: 1, max: 11), default: .integer(6), doc: "For kind = \"exception\": the code (2 illegal data address, 6 slave device busy, …)."),
+                ])), doc: "Faults injected at given times (the request log shows what the poller did about them)."),
             ])), required: true, doc: "The simulated devices, each on its own TCP port."),
         ])
         return s
@@ -99,6 +107,16 @@ public struct Scenario: Sendable {
             p.totalStart = dev.double("total_start") ?? 1234.567
             p.beltSpeed = dev.double("belt_speed") ?? 1.2
             if profile.name == "siemens-bw500" { p.fixed["device_id"] = 2 }
+            p.lineSpeed = dev.int("line_speed").map { LineSpeed(baud: Int($0)) }
+            p.faults = dev.tables("fault").map { f in
+                let fault: ModbusFault = switch f.string("kind") {
+                case "exception": .exception(UInt8(f.int("code") ?? 6))
+                case "drop": .dropConnection
+                case "garbage": .garbage
+                default: .noReply
+                }
+                return .init(start: f.duration("after") ?? .zero, duration: f.duration("duration") ?? .seconds(1), fault: fault)
+            }
             var device = Device(name: name, profile: profile.name, host: String(listen[..<colon]), port: port,
                                 channels: profile.channels, parameters: p, plantParameters: profile.plantParameters)
             // The channels with every role complete, exactly as the daemon will see them with the config this
