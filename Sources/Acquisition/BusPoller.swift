@@ -174,22 +174,8 @@ public final class BusPoller: Sendable {
     }
 
     private func decode(_ device: DeviceConfig, _ i: Int, _ words: [UInt16], _ request: ReadRequest, _ time: UTCInstant, _ synced: Bool) -> Reading {
-        let ch = device.channels[i]
-        let from = ch.address - request.address
-        let slice = words[from..<from + ch.registerCount]
-        if ch.table.isBitTable {
-            return Reading(device: device.id, channel: ch.id, time: time, value: .bool(slice.first! != 0), unit: ch.unit,
-                           quality: .good, clockSynchronized: synced, raw: Array(slice))
-        }
-        let decoded = RegisterDecoder.decode(slice, channel: ch)
-        if RegisterDecoder.isSentinel(decoded, ch.sentinels) {
-            // "No value" from the device: never a number in any sum; the raw registers stay for the audit trail.
-            return Reading(device: device.id, channel: ch.id, time: time, value: .none, unit: ch.unit, quality: .invalid,
-                           clockSynchronized: synced, raw: Array(slice))
-        }
-        return Reading(device: device.id, channel: ch.id, time: time,
-                       value: RegisterDecoder.scaled(decoded, scale: ch.scale, offset: ch.offset), unit: ch.unit,
-                       quality: .good, clockSynchronized: synced, raw: Array(slice))
+        RegisterDecoder.reading(device: device.id, channel: device.channels[i], words: words, requestAddress: request.address,
+                                time: time, clockSynchronized: synced)
     }
 
     /// One request on the wire; bits come back as 0/1 words so decoding is uniform.

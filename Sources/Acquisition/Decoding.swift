@@ -40,12 +40,13 @@ public enum WordOrder: String, Sendable, CaseIterable {
 public enum RegisterDecoder {
     /// The registers as one big-endian unsigned integer of 16 × n bits, after undoing the word order.
     public static func combine(_ regs: ArraySlice<UInt16>, order: WordOrder) -> UInt64 {
-        var words = Array(regs)
-        if order.wordsReversed { words.reverse() }
+        // Walks the slice in place (no copy): this runs for every multi-register reading.
         var v: UInt64 = 0
-        for w in words {
-            let word = order.bytesSwapped ? w.byteSwapped : w
-            v = v << 16 | UInt64(word)
+        func add(_ w: UInt16) { v = v << 16 | UInt64(order.bytesSwapped ? w.byteSwapped : w) }
+        if order.wordsReversed {
+            for w in regs.reversed() { add(w) }
+        } else {
+            for w in regs { add(w) }
         }
         return v
     }
@@ -126,5 +127,29 @@ extension RegisterDecoder {
         case .double(let d): return d == d.rounded() && abs(d) < 9.2e18 && sentinels.contains(Int64(d))
         default: return false
         }
+    }
+}
+
+extension RegisterDecoder {
+    /// The reading of channel `ch` from the words of the request that read it (starting at `requestAddress`), as a
+    /// poll delivers it: bits as bools; a sentinel as quality invalid with no value ("no value" from the device is
+    /// never a number in any sum); anything else decoded, scaled, quality good — each with its raw registers.
+    public static func reading(
+        device: DeviceID, channel ch: ChannelConfig, words: [UInt16], requestAddress: Int, time: UTCInstant,
+        clockSynchronized synced: Bool
+    ) -> Reading {
+        let from = ch.address - requestAddress
+        let slice = words[from..<from + ch.registerCount]
+        if ch.table.isBitTable {
+            return Reading(device: device, channel: ch.id, time: time, value: .bool(slice.first! != 0), unit: ch.unit,
+                           quality: .good, clockSynchronized: synced, raw: Array(slice))
+        }
+        let decoded = decode(slice, channel: ch)
+        if isSentinel(decoded, ch.sentinels) {
+            return Reading(device: device, channel: ch.id, time: time, value: .none, unit: ch.unit, quality: .invalid,
+                           clockSynchronized: synced, raw: Array(slice))
+        }
+        return Reading(device: device, channel: ch.id, time: time, value: scaled(decoded, scale: ch.scale, offset: ch.offset),
+                       unit: ch.unit, quality: .good, clockSynchronized: synced, raw: Array(slice))
     }
 }

@@ -24,9 +24,9 @@ struct SerialExclusiveTests {
         let pty: SocatPTYPair
         let server: PymodbusServer
         let lockDirectory: String
-        /// The pts device behind the `a` link, and the lock file that names it.
-        var device: String { SerialLine.realPath(pty.a)! }
-        var lockPath: String { lockDirectory + "/" + LockFile.name(forDevice: pty.a)! }
+        /// The pts device behind the `a` link, and the lock file that names it (taken while the link exists).
+        let device: String
+        let lockPath: String
 
         static func start() async throws -> Line {
             let dir = try TemporaryDirectory()
@@ -34,7 +34,10 @@ struct SerialExclusiveTests {
             do {
                 let server = try await PymodbusServer.startRTU(
                     in: dir, device: pty.b, baud: baud, parity: "N", map: Fixture.map, unit: Fixture.unit)
-                return Line(dir: dir, pty: pty, server: server, lockDirectory: try SerialExclusiveTests.lockDirectory(dir))
+                let lockDirectory = try SerialExclusiveTests.lockDirectory(dir)
+                return Line(dir: dir, pty: pty, server: server, lockDirectory: lockDirectory,
+                            device: try #require(SerialLine.realPath(pty.a)),
+                            lockPath: lockDirectory + "/" + (try #require(LockFile.name(forDevice: pty.a))))
             } catch {
                 pty.stop()
                 throw error

@@ -1,0 +1,48 @@
+// Acquisition benchmarks (issue 3). Each figure is printed next to a reference computed or measured in the same run
+// (a ratio), because the machines are shared and noisy. Run by hand, in release:
+//
+//   swift run -c release acquisition-benchmark            # planner, cycle and cadence
+//   swift run -c release acquisition-benchmark planner    # (a) requests per poll cycle vs the optimum
+//   swift run -c release acquisition-benchmark cycle      # (b) poll-cycle time at 9600 baud vs the wire-time limit
+//   swift run -c release acquisition-benchmark cadence [--seconds S]   # (d) healthy cadence with/without a dead neighbour
+//   swift run -c release acquisition-benchmark decode N   # (c) decode N readings (for Benchmarks/callgrind.sh)
+//
+// cycle and cadence run the real BusPoller/ModbusClient over a socat pty pair to the simulator's RTU server with
+// line-speed emulation (deploy/setup.sh installs socat and the venv the harness uses).
+import Foundation
+
+var args = CommandLine.arguments.dropFirst()
+var mode = "all"
+var decodeCount = 100_000
+var cadenceSeconds = 60.0
+var cycles = 100
+while let a = args.popFirst() {
+    switch a {
+    case "planner", "cycle", "cadence", "all": mode = a
+    case "decode":
+        mode = a
+        if let n = args.first.flatMap({ Int($0) }) {
+            decodeCount = n
+            args.removeFirst()
+        }
+    case "--seconds": cadenceSeconds = Double(args.popFirst()!)!
+    case "--cycles": cycles = Int(args.popFirst()!)!
+    default: fatalError("unknown argument \(a) (modes: planner, cycle, cadence, decode N; options --seconds S, --cycles N)")
+    }
+}
+
+switch mode {
+case "planner":
+    PlannerBenchmark.run()
+case "cycle":
+    try await CycleBenchmark.run(cycles: cycles)
+case "cadence":
+    try await CadenceBenchmark.run(seconds: cadenceSeconds)
+case "decode":
+    DecodeBenchmark.run(readings: decodeCount)
+default:
+    PlannerBenchmark.run()
+    try await CycleBenchmark.run(cycles: cycles)
+    try await CadenceBenchmark.run(seconds: cadenceSeconds)
+    print("\n(c) instructions per decoded reading: Benchmarks/callgrind.sh")
+}

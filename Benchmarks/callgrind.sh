@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# CPU instructions per decoded reading, counted by valgrind's callgrind (instruction counts repeat on a noisy shared
+# machine where timings do not). Runs `acquisition-benchmark decode N` at two values of N and divides the difference
+# in instructions by the difference in N, which cancels start-up and shutdown. The per-reading budget end to end
+# (acquisition, decoding, store, uplink) is 5,000 instructions; this prints the decode share of it.
+#
+# Usage: Benchmarks/callgrind.sh [N1 N2]      (default 20000 220000)
+# valgrind is not part of deploy/setup.sh (benchmarks run by hand, CI never needs it); install it with:
+#   apt-get install -y valgrind
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N1=${1:-20000}
+N2=${2:-220000}
+command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installed: apt-get install -y valgrind" >&2; exit 69; }
+swift build -c release --product acquisition-benchmark >&2
+# valgrind 3.19 (Debian 12) cannot read the DWARF 5 debug info Swift 6 emits ("unhandled dwarf2 abbrev form code
+# 0x25 ... I can't recover"): count on a copy without it (the instructions are the same).
+BIN="$(mktemp /tmp/acquisition-benchmark.XXXXXX)"
+trap 'rm -f "$BIN"' EXIT
+strip --strip-debug -o "$BIN" "$(swift build -c release --show-bin-path)/acquisition-benchmark"
+instructions() {
+    # callgrind prints "==PID== Collected : <instructions>" on stderr at exit.
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" decode "$1" 2>&1 >/dev/null \
+        | sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p'
+}
+I1=$(instructions "$N1")
+I2=$(instructions "$N2")
+[[ -n $I1 && -n $I2 ]] || { echo "callgrind.sh: no instruction count from callgrind" >&2; exit 1; }
+awk -v i1="$I1" -v i2="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
+    per = (i2 - i1) / (n2 - n1)
+    printf "callgrind: %d instructions for %d readings, %d for %d (start-up and shutdown: %d)\n", i1, n1, i2, n2, i1 - per * n1
+    printf "decode:    %.0f instructions per reading (difference / %d readings) = %.1f %% of the 5,000-instruction end-to-end budget\n", per, n2 - n1, per / 50
+}'
