@@ -168,9 +168,6 @@ struct ReadOnlyWireTests {
         #expect(Set(log.map(\.functionCode)) == [1, 2, 3, 4], "coils, discrete inputs, holding and input registers")
         #expect(log.allSatisfy { (1...4).contains($0.functionCode) }, "never a write or any other function code")
         #expect(Set(log.map { "\($0.functionCode)@\($0.address)+\($0.count)" })
-                == Set(plan.map { r -> String in
-                    let fc = switch r.table { case .coil: 1; case .discrete: 2; case .holding: 3; case .input: 4 }
-                    return "\(fc)@\(r.address)+\(r.count)"
-                }))
+                == Set(plan.map { "\(functionCode($0.table))@\($0.address)+\($0.count)" }))
     }
 }
