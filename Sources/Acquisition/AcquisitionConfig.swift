@@ -7,6 +7,31 @@ public struct BusConfig: Sendable, Hashable {
     public var transport: ModbusTransport
     public var timeouts: ModbusTimeouts
     public var limits: PlannerLimits = .init()
+    /// Silence between the end of one response (or timeout) and the next request on the bus.
+    public var pause: Duration
+
+    /// `pause` nil is the transport's default (`defaultPause(for:)`).
+    public init(name: String, transport: ModbusTransport, timeouts: ModbusTimeouts, limits: PlannerLimits = .init(),
+                pause: Duration? = nil) {
+        self.name = name
+        self.transport = transport
+        self.timeouts = timeouts
+        self.limits = limits
+        self.pause = pause ?? Self.defaultPause(for: transport)
+    }
+
+    /// TCP: none. RTU: the Modbus serial-line inter-frame gap t3.5 — 3.5 character times at the line's framing
+    /// (start + data + parity + stop bits per character), fixed at 1.75 ms above 19200 baud as the serial-line spec
+    /// recommends. libmodbus does not keep this gap itself: it writes the next request as soon as it is asked to,
+    /// tens of microseconds after the last byte of the previous response.
+    public static func defaultPause(for transport: ModbusTransport) -> Duration {
+        guard case .rtu(_, let baud, let parity, let dataBits, let stopBits) = transport, baud > 0 else { return .zero }
+        if baud > 19200 { return .microseconds(1750) }
+        let bitsPerCharacter = 1 + dataBits + (parity == .none ? 0 : 1) + stopBits
+        // 3.5 × bits / baud seconds, in whole microseconds rounded up.
+        let micros = (35 * bitsPerCharacter * 1_000_000 + 10 * baud - 1) / (10 * baud)
+        return .microseconds(micros)
+    }
 }
 
 public struct ChannelConfig: Sendable, Hashable {
@@ -105,6 +130,7 @@ extension AcquisitionConfig {
                 ConfigKey("max_registers_per_request", .integer(min: 1, max: 125), default: .integer(125), doc: "Registers read by one request, at most (lower it for gateways that cannot take the protocol's 125)."),
                 ConfigKey("max_bits_per_request", .integer(min: 1, max: 2000), default: .integer(2000), doc: "Coils or discrete inputs read by one request, at most."),
                 ConfigKey("max_gap", .integer(min: 0, max: 124), default: .integer(16), doc: "Unused registers a request may read between two channels, to read them with one request instead of two."),
+                ConfigKey("pause", .durationRange(min: .zero, max: .seconds(10)), doc: "Silence kept between the end of one response (or of a timeout) and the next request on this bus — between the requests of one device and between devices. Default for tcp: 0. Default for rtu: the serial-line inter-frame gap t3.5 at the bus' framing — 3.5 character times, e.g. 4 ms at 9600 baud 8E1 (11 bits per character), fixed at 1.75 ms above 19200 baud as the Modbus serial-line spec says. libmodbus 3.1.6 does not keep that gap itself (it sends the next request tens of microseconds after the last byte of a response), and a slave that sees the next frame start too soon may take both for one and answer neither. Raise it for slaves that need more time between requests (some indicators and gateways want 10-50 ms)."),
             ])), doc: "Modbus buses: one per serial line or TCP endpoint. Each bus is polled by its own thread."),
             ConfigKey("device", .arrayOfTables(ConfigTable([
                 ConfigKey("name", .string, required: true, doc: "Device name as it appears in readings, topics and logs; [A-Za-z0-9_-]."),
@@ -165,7 +191,8 @@ extension AcquisitionConfig {
             let limits = PlannerLimits(maxRegisters: Int(bus.int("max_registers_per_request") ?? 125),
                                        maxBits: Int(bus.int("max_bits_per_request") ?? 2000),
                                        maxGap: Int(bus.int("max_gap") ?? 16))
-            buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts, limits: limits))
+            buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts, limits: limits,
+                                   pause: bus.duration("pause")))
         }
 
         var devices: [DeviceConfig] = []

@@ -3,8 +3,12 @@ import Logging
 import ModbusKit
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Polls every device of one bus in turn, on the bus' own `ModbusClient` (whose blocking calls run on its own
-/// thread). One request per channel for now; issue 3 adds the request planner, retries and per-device backoff.
+/// thread), one request at a time with the bus' pause between them.
 ///
 /// A device that fails gives readings of quality `comm_failure` (so the gap is visible downstream) and one
 /// `device_down` event; the other devices of the bus keep being polled.
@@ -60,6 +64,11 @@ public final class BusPoller: Sendable {
             }
             let device = devices[i]
             let (readings, error) = await poll(device, index: i)
+            if Task.isCancelled {
+                // Stopped mid-poll: hand over what was read, and judge nothing from the requests not sent.
+                if readings.contains(where: { $0.quality == .good }) { await deliver(readings) }
+                return
+            }
             // Down means nothing it was asked answered: a refused register (an exception) is a channel's problem.
             let failure = readings.contains { $0.quality == .good } ? nil : error
             failures[i] = failure == nil ? 0 : failures[i] + 1
@@ -192,8 +201,21 @@ public final class BusPoller: Sendable {
                        quality: .good, clockSynchronized: synced, raw: Array(slice))
     }
 
-    /// One request on the wire; bits come back as 0/1 words so decoding is uniform.
+    /// When the last request on the bus ended (its response arrived or it failed): the pause counts from here.
+    private let lastRequestEnd = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// One request on the wire, sent no sooner than the bus' pause after the previous one ended; bits come back as
+    /// 0/1 words so decoding is uniform.
     private func read(_ r: ReadRequest, unit: UInt8) async throws(ModbusError) -> [UInt16] {
+        if bus.pause > .zero, let end = lastRequestEnd.withLock({ $0 }), end + bus.pause > .now {
+            try? await Task.sleep(until: end + bus.pause, clock: .continuous)
+            // Stopping cuts the pause short: send nothing then, rather than a request without its pause.
+            if Task.isCancelled {
+                throw ModbusError(bus: bus.name, endpoint: bus.transport.endpoint, call: "cancelled", errno: ECANCELED,
+                                  message: "cancelled before it was sent")
+            }
+        }
+        defer { lastRequestEnd.withLock { $0 = .now } }
         switch r.table {
         case .coil: return try await client.readCoils(unit: unit, address: r.address, count: r.count).map { $0 ? 1 : 0 }
         case .discrete: return try await client.readDiscreteInputs(unit: unit, address: r.address, count: r.count).map { $0 ? 1 : 0 }

@@ -160,3 +160,33 @@ struct SchedulerFaultTests {
                 "\(log.count) requests for \(polls.count) polls of \(plan.count)")
     }
 }
+
+@Suite("Scheduler: bus pause, retries, busy, reconnect (pymodbus request log)", .serialized)
+struct SchedulerTests {
+    @Test("the bus pause separates every request on the bus: within a device's poll and between devices")
+    func pauseBetweenEveryRequest() async throws {
+        let dir = try TemporaryDirectory()
+        let server = try await PymodbusServer.startTCP(
+            in: dir, map: PymodbusRegisterMap(size: 10, holding: [1, 2, 3], input: [4, 5, 6]), unit: 1, moreUnits: [2])
+        defer { server.stop() }
+        let pause = Duration.milliseconds(40)
+        let bus = BusConfig(name: "plc", transport: .tcp(host: "127.0.0.1", port: server.port),
+                            timeouts: ModbusTimeouts(response: .seconds(1)), pause: pause)
+        // Two requests per poll (holding and input), two devices due at the same moments.
+        let channels = [channel("h", .holding, 0, .uint16), channel("i", .input, 0, .uint16)]
+        let devices = [
+            DeviceConfig(id: "a", bus: "plc", unitID: 1, pollInterval: .milliseconds(50), channels: channels),
+            DeviceConfig(id: "b", bus: "plc", unitID: 2, pollInterval: .milliseconds(50), channels: channels),
+        ]
+        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: devices, clock: SystemClock(), logger: quietLogger("pause")))
+        try await recorder.wait("5 polls of each") { $0.count("a") >= 5 && $0.count("b") >= 5 }
+        await recorder.stop()
+
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        #expect(Set(log.map(\.unit)) == [1, 2])
+        // Each request reaches the peer at least `pause` after the one before (whose answer came even earlier).
+        let shortest = gaps(log.map(\.t)).min() ?? 0
+        #expect(shortest >= seconds(pause), "shortest gap between requests \(shortest) s, pause \(pause)")
+    }
+}
