@@ -87,6 +87,8 @@ public struct DeviceConfig: Sendable, Hashable {
     public var channels: [ChannelConfig]
     /// Longest wait between probes of a device that does not answer (the backoff doubles up to this).
     public var backoffMax: Duration = .seconds(60)
+    /// How often a timed-out request is sent again while the device is up (a device that is down gets no retries).
+    public var retries: Int = 1
 }
 
 public struct AcquisitionConfig: Sendable, Hashable {
@@ -138,6 +140,7 @@ extension AcquisitionConfig {
                 ConfigKey("unit_id", .integer(min: 0, max: 255), default: .integer(1), doc: "Modbus unit (slave) id."),
                 ConfigKey("poll_interval", .duration, default: .string("1s"), doc: "How often the device is read."),
                 ConfigKey("backoff_max", .duration, default: .string("60s"), doc: "A device that does not answer is probed again after 2, 4, 8 … poll intervals, at most this long apart, so it costs at most one timeout per probe and the other devices on the bus keep their cadence."),
+                ConfigKey("retries", .integer(min: 0, max: 5), default: .integer(1), doc: "How many times a request that got no answer (a timeout, or a gateway's exception 10 or 11 for the slave behind it) is sent again, while the device is up. Each retry waits for the device's next turn on the bus (the other devices that are due go first), so a retry never costs a neighbour more than one response timeout. A device that is down (its last poll got no answer at all) gets no retries: exactly one request per backoff interval (see backoff_max), which keeps a dead unit at ⌈window / backoff_max⌉ + 1 requests in any window once its backoff has reached the cap. An exception 6 answer (server device busy) is not counted here: it is retried up to 3 times, after 1/8, 1/4 and 1/2 of the bus' response_timeout, and then reported as a device fault; other exceptions are not retried."),
                 ConfigKey("channel", .arrayOfTables(ConfigTable([
                     ConfigKey("name", .string, required: true, doc: "Channel name, unique within the device; [A-Za-z0-9_-]."),
                     ConfigKey("table", .oneOf(RegisterTable.allCases.map(\.rawValue)), doc: "Modbus table: coil, discrete (input), holding (register) or input (register). Give `table` and `address`, or `register`."),
@@ -273,7 +276,8 @@ extension AcquisitionConfig {
             if backoffMax < interval { dev.error("backoff_max", "must not be shorter than poll_interval") }
             devices.append(DeviceConfig(
                 id: DeviceID(name), bus: bus, unitID: UInt8(clamping: dev.int("unit_id") ?? 1),
-                pollInterval: interval, channels: channels, backoffMax: max(backoffMax, interval)))
+                pollInterval: interval, channels: channels, backoffMax: max(backoffMax, interval),
+                retries: Int(dev.int("retries") ?? 1)))
         }
         return AcquisitionConfig(buses: buses, devices: devices)
     }

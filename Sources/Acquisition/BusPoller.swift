@@ -7,11 +7,17 @@ import Synchronization
 import Glibc
 #endif
 
-/// Polls every device of one bus in turn, on the bus' own `ModbusClient` (whose blocking calls run on its own
-/// thread), one request at a time with the bus' pause between them.
+/// The per-bus scheduler: polls every device of one bus in turn, on the bus' own `ModbusClient` (whose blocking calls
+/// run on its own thread, never on the cooperative pool), one request at a time with the bus' pause between them.
 ///
-/// A device that fails gives readings of quality `comm_failure` (so the gap is visible downstream) and one
-/// `device_down` event; the other devices of the bus keep being polled.
+/// - A device that does not answer is probed with exponential backoff (2, 4, 8 … poll intervals up to its
+///   `backoffMax`), so it costs at most one timeout per probe and its neighbours keep their cadence. Its readings
+///   come out with quality `comm_failure` (the gap stays visible downstream), with one `device_down` event, and one
+///   `device_up` when it answers again. "Not answering" means silence: a timeout, or a gateway's exception 10/11
+///   for the slave behind it. Any other answer, an exception included, is an answer: that is a channel's problem.
+/// - A timed-out request is retried `retries` times while the device is up, each retry at the device's next turn
+///   (devices already due go first). A device that is down gets one request per backoff interval and no retries.
+/// - An exception 6 (busy) answer is sent again after 1/8, 1/4 and 1/2 of the response timeout.
 public final class BusPoller: Sendable {
     public let bus: BusConfig
     public let devices: [DeviceConfig]
@@ -41,11 +47,33 @@ public final class BusPoller: Sendable {
         return d
     }
 
+    /// The waits before sending a request again that was answered with exception 6 (server device busy): 1/8, 1/4
+    /// and 1/2 of the response timeout — less than one timeout together, so a busy device costs its neighbours no
+    /// more than a silent one.
+    static func busyWaits(responseTimeout: Duration) -> [Duration] {
+        [responseTimeout / 8, responseTimeout / 4, responseTimeout / 2]
+    }
+
     /// Ends the bus connection's thread (the poller's `run` does this itself when it ends).
     func shutdownClient() { client.shutdown() }
 
-    /// Polls until the task is cancelled. `deliver` receives each device's readings of one poll;
-    /// `event` receives device down/up transitions.
+    // MARK: the scheduler
+
+    /// Where one device stands in the schedule.
+    private struct DeviceState {
+        /// When the device's next turn on the bus is due.
+        var next: ContinuousClock.Instant
+        /// When its current (or next) poll was scheduled; cadence is kept from here, not from retries.
+        var slot: ContinuousClock.Instant
+        var down = false
+        /// Polls in a row that got no answer.
+        var failures = 0
+        /// A poll waiting for its next turn to retry a timed-out request.
+        var pending: PollProgress?
+    }
+
+    /// Polls until the task is cancelled. `deliver` receives each device's readings of one poll; `event` receives
+    /// device down/up transitions.
     public func run(
         deliver: @Sendable ([Reading]) async -> Void,
         event: @Sendable (Event) async -> Void
@@ -53,63 +81,84 @@ public final class BusPoller: Sendable {
         defer { client.shutdown() }
         guard !devices.isEmpty else { return }
         let start = ContinuousClock.now
-        var due = devices.map { _ in start }
-        var down = devices.map { _ in false }
-        var failures = devices.map { _ in 0 }
+        var state = devices.map { _ in DeviceState(next: start, slot: start) }
+
         while !Task.isCancelled {
-            // The device whose next poll is soonest.
-            let i = due.indices.min { due[$0] < due[$1] }!
-            if due[i] > ContinuousClock.now {
-                do { try await Task.sleep(until: due[i], clock: .continuous) } catch { return }
+            // The device whose turn is soonest; a retry is due "now", behind neighbours that were due earlier.
+            let i = state.indices.min { state[$0].next < state[$1].next }!
+            if state[i].next > ContinuousClock.now {
+                do { try await Task.sleep(until: state[i].next, clock: .continuous) } catch { return }
             }
             let device = devices[i]
-            let (readings, error) = await poll(device, index: i)
+            var progress = state[i].pending ?? startPoll(device, index: i, down: state[i].down)
+            let complete = await turn(device, index: i, &progress)
             if Task.isCancelled {
                 // Stopped mid-poll: hand over what was read, and judge nothing from the requests not sent.
-                if readings.contains(where: { $0.quality == .good }) { await deliver(readings) }
-                return
+                if !progress.readings.isEmpty { await deliver(progress.readings) }
+                break
             }
-            // Down means nothing it was asked answered: a refused register (an exception) is a channel's problem.
-            let failure = readings.contains { $0.quality == .good } ? nil : error
-            failures[i] = failure == nil ? 0 : failures[i] + 1
+            if !complete {
+                state[i].pending = progress
+                state[i].next = ContinuousClock.now
+                continue
+            }
+            state[i].pending = nil
+            let failure = progress.answered ? nil : progress.firstError
             let now = ContinuousClock.now
-            if failures[i] > 0 {
+            if failure != nil {
+                state[i].failures += 1
                 // Probe a silent device less and less often, so its timeouts do not eat its neighbours' cadence.
-                due[i] = now + Self.backoff(pollInterval: device.pollInterval, failures: failures[i], cap: device.backoffMax)
+                state[i].slot = now + Self.backoff(pollInterval: device.pollInterval, failures: state[i].failures, cap: device.backoffMax)
             } else {
+                state[i].failures = 0
                 // Next poll one interval after the scheduled time, skipping missed slots instead of bursting.
-                due[i] += device.pollInterval
-                if due[i] < now { due[i] = now }
+                state[i].slot += device.pollInterval
+                if state[i].slot < now { state[i].slot = now }
             }
-            if let failure, !down[i] {
-                down[i] = true
+            state[i].next = state[i].slot
+            if let failure, !state[i].down {
+                state[i].down = true
                 logger.error("device \(device.id) on bus \(bus.name) is not answering: \(failure)",
                              metadata: ["device": "\(device.id)", "call": "\(failure.call)"])
                 await event(Event(kind: .deviceDown, severity: .alarm, time: clock.now(), device: device.id,
                                   message: "device \(device.id) on bus \(bus.name): \(failure)",
                                   attributes: ["bus": bus.name, "call": failure.call, "errno": "\(failure.errno)"]))
-            } else if failure == nil, down[i] {
-                down[i] = false
+            } else if failure == nil, state[i].down {
+                state[i].down = false
                 logger.notice("device \(device.id) on bus \(bus.name) answers again", metadata: ["device": "\(device.id)"])
                 await event(Event(kind: .deviceUp, severity: .info, time: clock.now(), device: device.id,
                                   message: "device \(device.id) on bus \(bus.name) answers again", attributes: ["bus": bus.name]))
             }
-            await deliver(readings)
+            await deliver(progress.readings)
         }
     }
+
+    // MARK: one device's poll
 
     /// Channels whose registers the device refuses (exception 2), per device index: left out of the merged plan
     /// so the rest keep their single requests, and tried again now and then.
     private let refused = Mutex<[Int: [Int: ContinuousClock.Instant]]>([:])
     static let refusedRetryInterval: Duration = .seconds(60)
 
-    /// Reads every channel of `device` once, with the merged request plan. Returns the readings (failed channels
-    /// with quality `comm_failure` or `device_fault`) and the first error, if any.
-    func poll(_ device: DeviceConfig, index: Int = 0) async -> ([Reading], ModbusError?) {
-        // One slot per channel, so the readings come out in the device's channel order whatever order the plan
-        // reads them in.
-        var slots = [Reading?](repeating: nil, count: device.channels.count)
+    /// A device's poll in progress: what is left of its plan and the readings so far. A poll spans several turns on
+    /// the bus when a timed-out request waits for the device's next turn to be sent again.
+    struct PollProgress: Sendable {
+        var plan: [ReadRequest]
+        /// The request to send next.
+        var next = 0
+        /// One slot per channel, so readings come out in the device's channel order whatever order the plan reads.
+        var slots: [Reading?]
         var firstError: ModbusError?
+        /// Whether anything the device was asked got an answer (data or an exception other than a gateway's).
+        var answered = false
+        /// Retries per timed-out request (none for a device that is down), and those left for `next`.
+        let retries: Int
+        var retriesLeft: Int
+
+        var readings: [Reading] { slots.compactMap { $0 } }
+    }
+
+    private func startPoll(_ device: DeviceConfig, index: Int, down: Bool) -> PollProgress {
         let now = ContinuousClock.now
         // Refused channels stay out of the merged plan; each is tried again on its own once per retry interval.
         let (resting, retrying) = refused.withLock { r -> (Set<Int>, [Int]) in
@@ -117,54 +166,97 @@ public final class BusPoller: Sendable {
             return (Set(mine.filter { now - $0.value < Self.refusedRetryInterval }.keys),
                     mine.filter { now - $0.value >= Self.refusedRetryInterval }.keys.sorted())
         }
-        for i in resting { slots[i] = failed(device, i, .deviceFault, clock.isSynchronized()) }
         let plan = mergedPlan(device, index: index, excluding: resting.union(retrying))
             + retrying.map { ReadRequest.single($0, of: device.channels) }
-        var connectionDead = false
-        for request in plan {
-            if Task.isCancelled { break }
+        let retries = down ? 0 : device.retries
+        var progress = PollProgress(plan: plan, slots: .init(repeating: nil, count: device.channels.count),
+                                    retries: retries, retriesLeft: retries)
+        for i in resting { progress.slots[i] = failed(device, i, .deviceFault, clock.isSynchronized()) }
+        return progress
+    }
+
+    /// Reads every channel of `device` once, with the merged request plan, retrying timed-out requests at once (no
+    /// neighbours to give way to). Returns the readings (failed channels with quality `comm_failure` or
+    /// `device_fault`) and the first error, if any.
+    func poll(_ device: DeviceConfig, index: Int = 0, down: Bool = false) async -> ([Reading], ModbusError?) {
+        var progress = startPoll(device, index: index, down: down)
+        while !(await turn(device, index: index, &progress)) {}
+        return (progress.readings, progress.firstError)
+    }
+
+    /// One turn of a device on the bus: sends the requests left in `p` until the poll is complete (true) or a
+    /// timed-out request is to be sent again at the device's next turn (false).
+    private func turn(_ device: DeviceConfig, index: Int, _ p: inout PollProgress) async -> Bool {
+        while p.next < p.plan.count {
+            if Task.isCancelled { return true }
+            let request = p.plan[p.next]
             let synced = clock.isSynchronized()
-            if connectionDead {
-                for i in request.channels { slots[i] = failed(device, i, .commFailure, synced) }
-                continue
-            }
             do {
-                let words = try await read(request, unit: device.unitID)
+                let words = try await send(request, unit: device.unitID)
+                p.answered = true
                 let time = clock.now()
-                for i in request.channels { slots[i] = decode(device, i, words, request, time, synced) }
+                for i in request.channels { p.slots[i] = decode(device, i, words, request, time, synced) }
                 if request.channels.count == 1 { refused.withLock { _ = $0[index]?.removeValue(forKey: request.channels[0]) } }
             } catch {
-                if firstError == nil { firstError = error }
+                if Task.isCancelled { return true }
+                if !error.isSilence { p.answered = true }
+                if error.isSilence && p.retriesLeft > 0 {
+                    p.retriesLeft -= 1
+                    logger.debug("request timed out, retried at the device's next turn", metadata: [
+                        "device": "\(device.id)", "address": "\(request.address)", "error": "\(error)"])
+                    return false
+                }
+                if p.firstError == nil { p.firstError = error }
                 if error.exception == .illegalDataAddress && request.channels.count > 1 {
-                    // One bad register fails the whole merged request: read its channels one by one this time, and
-                    // leave the refused ones out of the merged plan from now on.
-                    for i in request.channels {
-                        let single = ReadRequest.single(i, of: device.channels)
-                        do {
-                            let words = try await read(single, unit: device.unitID)
-                            slots[i] = decode(device, i, words, single, clock.now(), synced)
-                        } catch {
-                            if error.exception == .illegalDataAddress {
-                                refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
-                                logger.warning("device \(device.id) on bus \(bus.name) refuses channel \(device.channels[i].id) (exception 2); it is left out of the merged requests and retried alone every \(Self.refusedRetryInterval)")
-                            }
-                            slots[i] = failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced)
-                        }
+                    await isolateRefused(device, index: index, request, &p, synced)
+                } else {
+                    if error.exception == .illegalDataAddress, let i = request.channels.first {
+                        refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
                     }
-                    continue
+                    logger.debug("read failed", metadata: ["device": "\(device.id)", "address": "\(request.address)", "error": "\(error)"])
+                    for i in request.channels {
+                        p.slots[i] = failed(device, i, error.exception == nil || error.isSilence ? .commFailure : .deviceFault, synced)
+                    }
+                    // A silent device fails every request the same way: don't wait out a timeout per request.
+                    if error.isSilence || error.isConnectionFailure {
+                        fail(device, &p, from: p.next + 1, .commFailure, synced)
+                        return true
+                    }
                 }
-                if error.exception == .illegalDataAddress, let i = request.channels.first {
+            }
+            p.next += 1
+            p.retriesLeft = p.retries
+        }
+        return true
+    }
+
+    /// One bad register fails a whole merged request (exception 2): reads its channels one by one this time, and
+    /// leaves the refused ones out of the merged plan from now on.
+    private func isolateRefused(_ device: DeviceConfig, index: Int, _ request: ReadRequest, _ p: inout PollProgress, _ synced: Bool) async {
+        for i in request.channels {
+            let single = ReadRequest.single(i, of: device.channels)
+            do {
+                let words = try await send(single, unit: device.unitID)
+                p.slots[i] = decode(device, i, words, single, clock.now(), synced)
+            } catch {
+                if Task.isCancelled { return }
+                if error.exception == .illegalDataAddress {
                     refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
+                    logger.warning("device \(device.id) on bus \(bus.name) refuses channel \(device.channels[i].id) (exception 2); it is left out of the merged requests and retried alone every \(Self.refusedRetryInterval)")
                 }
-                logger.debug("read failed", metadata: ["device": "\(device.id)", "address": "\(request.address)", "error": "\(error)"])
-                for i in request.channels {
-                    slots[i] = failed(device, i, error.exception == nil ? .commFailure : .deviceFault, synced)
-                }
-                // A dead connection fails every request the same way: don't wait out a timeout per request.
-                if error.isTimeout || error.isConnectionFailure { connectionDead = true }
+                p.slots[i] = failed(device, i, error.exception == nil || error.isSilence ? .commFailure : .deviceFault, synced)
             }
         }
-        return (slots.compactMap { $0 }, firstError)
+    }
+
+    /// Marks the channels of requests `from...` failed and ends the poll there.
+    private func fail(_ device: DeviceConfig, _ p: inout PollProgress, from first: Int, _ quality: Quality, _ synced: Bool) {
+        if first < p.plan.count {
+            for request in p.plan[first...] {
+                for i in request.channels { p.slots[i] = failed(device, i, quality, synced) }
+            }
+        }
+        p.next = p.plan.count
     }
 
     /// Each device's merged plan, recomputed only when the set of channels left out of it changes (not every poll).
@@ -201,19 +293,38 @@ public final class BusPoller: Sendable {
                        quality: .good, clockSynchronized: synced, raw: Array(slice))
     }
 
+    // MARK: the wire
+
     /// When the last request on the bus ended (its response arrived or it failed): the pause counts from here.
     private let lastRequestEnd = Mutex<ContinuousClock.Instant?>(nil)
 
-    /// One request on the wire, sent no sooner than the bus' pause after the previous one ended; bits come back as
-    /// 0/1 words so decoding is uniform.
-    private func read(_ r: ReadRequest, unit: UInt8) async throws(ModbusError) -> [UInt16] {
-        if bus.pause > .zero, let end = lastRequestEnd.withLock({ $0 }), end + bus.pause > .now {
-            try? await Task.sleep(until: end + bus.pause, clock: .continuous)
-            // Stopping cuts the pause short: send nothing then, rather than a request without its pause.
-            if Task.isCancelled {
-                throw ModbusError(bus: bus.name, endpoint: bus.transport.endpoint, call: "cancelled", errno: ECANCELED,
-                                  message: "cancelled before it was sent")
+    /// Every request of the poller goes through here: keeps the bus pause, and sends an exception 6 (busy) answer's
+    /// request again after short waits.
+    private func send(_ r: ReadRequest, unit: UInt8) async throws(ModbusError) -> [UInt16] {
+        var busyWaits = Self.busyWaits(responseTimeout: bus.timeouts.response)[...]
+        var gap = bus.pause
+        while true {
+            do {
+                return try await wire(r, unit: unit, gap: gap)
+            } catch {
+                gap = bus.pause
+                if error.exception == .serverDeviceBusy, let wait = busyWaits.popFirst(), !Task.isCancelled {
+                    logger.debug("device busy (exception 6), asking again in \(wait)", metadata: ["unit": "\(unit)", "address": "\(r.address)"])
+                    gap = max(wait, bus.pause)
+                    continue
+                }
+                throw error
             }
+        }
+    }
+
+    /// One request on the wire, sent no sooner than `gap` after the previous one ended; bits come back as 0/1 words
+    /// so decoding is uniform.
+    private func wire(_ r: ReadRequest, unit: UInt8, gap: Duration) async throws(ModbusError) -> [UInt16] {
+        if gap > .zero, let end = lastRequestEnd.withLock({ $0 }), end + gap > .now {
+            try? await Task.sleep(until: end + gap, clock: .continuous)
+            // Stopping cuts the pause short: send nothing then, rather than a request without its pause.
+            if Task.isCancelled { throw cancelledError() }
         }
         defer { lastRequestEnd.withLock { $0 = .now } }
         switch r.table {
@@ -222,5 +333,17 @@ public final class BusPoller: Sendable {
         case .holding: return try await client.readHoldingRegisters(unit: unit, address: r.address, count: r.count)
         case .input: return try await client.readInputRegisters(unit: unit, address: r.address, count: r.count)
         }
+    }
+
+    private func cancelledError() -> ModbusError {
+        ModbusError(bus: bus.name, endpoint: bus.transport.endpoint, call: "cancelled", errno: ECANCELED,
+                    message: "cancelled before it was sent")
+    }
+}
+
+extension ModbusError {
+    /// The device did not answer: a timeout, or a gateway saying the slave behind it did not (exceptions 10, 11).
+    fileprivate var isSilence: Bool {
+        isTimeout || exception == .gatewayPathUnavailable || exception == .gatewayTargetFailedToRespond
     }
 }

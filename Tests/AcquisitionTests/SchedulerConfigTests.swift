@@ -46,4 +46,24 @@ extension AcquisitionConfigTests {
         // 9600 8E1: 11 bits a character, 3.5 × 11 / 9600 s = 4010.4 µs; 19200 8N1: 3.5 × 10 / 19200 s = 1822.9 µs.
         #expect(c.buses.map(\.pause) == [.zero, .microseconds(4011), .microseconds(1823), .microseconds(1750), .zero, .milliseconds(25)])
     }
+
+    @Test func retriesDefaultAndRange() throws {
+        let channel = """
+              [[device.channel]]
+              name = "v"
+              table = "holding"
+              address = 0
+            """
+        #expect(try decode(base + channel).devices[0].retries == 1)
+        #expect(try decode(base + "retries = 0\n" + channel).devices[0].retries == 0)
+        do {
+            _ = try decode(base.replacingOccurrences(of: "max_gap = 4", with: "pause = \"11s\"") + "retries = 6\n" + channel)
+            Issue.record("accepted 6 retries and an 11 s pause")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == [
+                "k.toml:5: bus[0].pause: expected a duration between 0s and 10s but found \"11s\"",
+                "k.toml:11: device[0].retries: expected an integer between 0 and 5 but found 6",
+            ])
+        }
+    }
 }

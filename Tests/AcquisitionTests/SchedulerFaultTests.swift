@@ -189,4 +189,114 @@ struct SchedulerTests {
         let shortest = gaps(log.map(\.t)).min() ?? 0
         #expect(shortest >= seconds(pause), "shortest gap between requests \(shortest) s, pause \(pause)")
     }
+
+    @Test("(a) a dead unit beside a healthy one: ≤ ⌈window / backoff cap⌉ + 1 requests per window, no retries while down, and the healthy unit's gaps stay ≤ period + timeout + pause")
+    func deadUnitBesideAHealthyOne() async throws {
+        let dir = try TemporaryDirectory()
+        // Unit 9 is configured but dead: pymodbus never answers it.
+        let server = try await PymodbusServer.startTCP(
+            in: dir, map: PymodbusRegisterMap(size: 4, holding: [42]), unit: 1, faults: [9: .silent])
+        defer { server.stop() }
+        let timeout = Duration.milliseconds(150), pause = Duration.milliseconds(10), cap = Duration.milliseconds(300)
+        let period = Duration.milliseconds(100)
+        let bus = BusConfig(name: "line1", transport: .tcp(host: "127.0.0.1", port: server.port),
+                            timeouts: ModbusTimeouts(response: timeout), pause: pause)
+        let healthy = DeviceConfig(id: "healthy", bus: "line1", unitID: 1, pollInterval: period,
+                                   channels: [channel("v", .holding, 0, .uint16)])
+        let dead = DeviceConfig(id: "dead", bus: "line1", unitID: 9, pollInterval: .milliseconds(50),
+                                channels: [channel("v", .holding, 0, .uint16)], backoffMax: cap, retries: 1)
+        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: [healthy, dead], clock: SystemClock(), logger: quietLogger("a")))
+        try await recorder.wait("30 polls of the healthy unit") { $0.count("healthy") >= 30 }
+        await recorder.stop()
+
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        let deadTimes = times(log, unit: 9), healthyTimes = times(log, unit: 1)
+        #expect(log.filter { $0.unit == 9 }.allSatisfy { $0.fault == "silent" })
+        // While up, the first timeout is retried once; from then on the unit is down and probed after 2 × 50 ms,
+        // then at the cap. The backoff reaches the cap after `ramp` requests (computed from the config).
+        let ramp = 1 + dead.retries + (1...).prefix { BusPoller.backoff(pollInterval: dead.pollInterval, failures: $0, cap: cap) < cap }.count
+        #expect(deadTimes.count >= ramp + 3, "the run is long enough to see the dead unit at its cap: \(deadTimes.count) requests")
+        let steady = Array(deadTimes.dropFirst(ramp - 1))
+        // No retries while down: consecutive probes are at least one backoff cap apart.
+        #expect(gaps(steady).allSatisfy { $0 >= seconds(cap) }, "probe gaps \(gaps(steady))")
+        // The bound, on every window that starts at a probe (the busiest windows start at one).
+        let window = 1.0
+        let bound = Int((window / seconds(cap)).rounded(.up)) + 1
+        for start in steady where start + window <= (log.last?.t ?? 0) {
+            let n = steady.filter { $0 >= start && $0 <= start + window }.count
+            #expect(n <= bound, "\(n) requests to the dead unit in the \(window) s window from \(start); bound \(bound)")
+        }
+        // The healthy unit keeps its cadence: no gap longer than its period + one timeout + the pause.
+        let limit = seconds(period + timeout + pause)
+        #expect(gaps(healthyTimes).allSatisfy { $0 <= limit }, "longest healthy gap \(gaps(healthyTimes).max() ?? 0) s, limit \(limit) s")
+        #expect(recorder.snapshot.goodPolls("healthy") == recorder.snapshot.count("healthy"))
+        #expect(recorder.snapshot.events.map(\.kind) == [.deviceDown], "one down event for the dead unit, no flapping")
+    }
+
+    @Test("(b) exception 6 (busy) is asked again after short waits and the reading ends good; a unit that stays busy ends as a device fault after 3 retries, still up")
+    func busyIsRetried() async throws {
+        let dir = try TemporaryDirectory()
+        let server = try await PymodbusServer.startTCP(
+            in: dir, map: PymodbusRegisterMap(size: 4, holding: [7345]), unit: 2, moreUnits: [3],
+            faults: [2: PymodbusFault(busyFirst: 2), 3: PymodbusFault(busyFirst: 100)])
+        defer { server.stop() }
+        let timeout = Duration.milliseconds(400)
+        let bus = BusConfig(name: "plc", transport: .tcp(host: "127.0.0.1", port: server.port), timeouts: ModbusTimeouts(response: timeout))
+        let briefly = DeviceConfig(id: "briefly", bus: "plc", unitID: 2, pollInterval: .seconds(5), channels: [channel("rate", .holding, 0, .uint16)])
+        let always = DeviceConfig(id: "always", bus: "plc", unitID: 3, pollInterval: .seconds(5), channels: [channel("rate", .holding, 0, .uint16)])
+        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: [briefly, always], clock: SystemClock(), logger: quietLogger("b")))
+        try await recorder.wait("one poll of each") { $0.count("briefly") >= 1 && $0.count("always") >= 1 }
+        await recorder.stop()
+
+        let record = recorder.snapshot
+        #expect(record.polls["briefly"]?.first?.map(\.quality) == [.good])
+        #expect(record.polls["briefly"]?.first?.map(\.value) == [.uint(7345)])
+        #expect(record.polls["always"]?.first?.map(\.quality) == [.deviceFault])
+        #expect(record.events.isEmpty, "a busy device answers: it is not down")
+
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        #expect(log.filter { $0.unit == 2 }.map(\.fault) == ["busy", "busy", nil])
+        #expect(log.filter { $0.unit == 3 }.map(\.fault) == ["busy", "busy", "busy", "busy"], "asked 1 + 3 times, then given up")
+        // Each repeat waits its turn: 1/8, 1/4, 1/2 of the response timeout after the busy answer.
+        let waits = BusPoller.busyWaits(responseTimeout: timeout).map(seconds)
+        for unit in [2, 3] {
+            for (gap, wait) in zip(gaps(times(log, unit: unit)), waits) {
+                #expect(gap >= wait, "unit \(unit): asked again after \(gap) s, wait \(wait) s")
+            }
+        }
+    }
+
+    @Test("an exception answer is an answer (device up, normal period); a gateway's exception 11 is silence (down, backoff)")
+    func exceptionsVersusGatewaySilence() async throws {
+        let dir = try TemporaryDirectory()
+        // Unit 5 is not served: pymodbus answers it with exception 4. Unit 6 stands behind a "gateway" that answers
+        // exception 11 (target device failed to respond).
+        let server = try await PymodbusServer.startTCP(
+            in: dir, map: PymodbusRegisterMap(size: 4), unit: 1, faults: [6: PymodbusFault(exception: 11)])
+        defer { server.stop() }
+        let bus = BusConfig(name: "gw", transport: .tcp(host: "127.0.0.1", port: server.port), timeouts: ModbusTimeouts(response: .seconds(1)))
+        let period = Duration.milliseconds(40)
+        let faulty = DeviceConfig(id: "faulty", bus: "gw", unitID: 5, pollInterval: period,
+                                  channels: [channel("v", .holding, 0, .uint16)], backoffMax: .seconds(1))
+        let behind = DeviceConfig(id: "behind", bus: "gw", unitID: 6, pollInterval: period,
+                                  channels: [channel("v", .holding, 0, .uint16)], backoffMax: .seconds(1))
+        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: [faulty, behind], clock: SystemClock(), logger: quietLogger("gw")))
+        try await recorder.wait("12 polls of the faulty unit") { $0.count("faulty") >= 12 }
+        await recorder.stop()
+
+        let record = recorder.snapshot
+        #expect(record.polls["faulty"]?.allSatisfy { $0.map(\.quality) == [.deviceFault] } == true)
+        #expect(record.polls["behind"]?.allSatisfy { $0.map(\.quality) == [.commFailure] } == true)
+        #expect(record.events.map(\.kind) == [.deviceDown] && record.events.first?.device == "behind", "\(record.summary)")
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        // Asked once and retried once while up, then probed after 2, 4, 8 … periods: far fewer requests.
+        let behindTimes = times(log, unit: 6)
+        #expect(log.filter { $0.unit == 6 }.allSatisfy { $0.fault == "exception" })
+        #expect(behindTimes.count <= 2 + 4, "\(behindTimes.count) requests behind the gateway")
+        #expect(gaps(behindTimes).dropFirst().allSatisfy { $0 >= 2 * seconds(period) }, "backing off: \(gaps(behindTimes))")
+        #expect(times(log, unit: 5).count >= 12)
+    }
 }
