@@ -9,15 +9,18 @@ public struct BusConfig: Sendable, Hashable {
     public var limits: PlannerLimits = .init()
     /// Silence between the end of one response (or timeout) and the next request on the bus.
     public var pause: Duration
+    /// Longest wait between attempts to re-open a bus whose connection cannot be made (the wait doubles up to this).
+    public var reconnectBackoffMax: Duration
 
     /// `pause` nil is the transport's default (`defaultPause(for:)`).
     public init(name: String, transport: ModbusTransport, timeouts: ModbusTimeouts, limits: PlannerLimits = .init(),
-                pause: Duration? = nil) {
+                pause: Duration? = nil, reconnectBackoffMax: Duration = .seconds(30)) {
         self.name = name
         self.transport = transport
         self.timeouts = timeouts
         self.limits = limits
         self.pause = pause ?? Self.defaultPause(for: transport)
+        self.reconnectBackoffMax = reconnectBackoffMax
     }
 
     /// TCP: none. RTU: the Modbus serial-line inter-frame gap t3.5 — 3.5 character times at the line's framing
@@ -133,6 +136,7 @@ extension AcquisitionConfig {
                 ConfigKey("max_bits_per_request", .integer(min: 1, max: 2000), default: .integer(2000), doc: "Coils or discrete inputs read by one request, at most."),
                 ConfigKey("max_gap", .integer(min: 0, max: 124), default: .integer(16), doc: "Unused registers a request may read between two channels, to read them with one request instead of two."),
                 ConfigKey("pause", .durationRange(min: .zero, max: .seconds(10)), doc: "Silence kept between the end of one response (or of a timeout) and the next request on this bus — between the requests of one device and between devices. Default for tcp: 0. Default for rtu: the serial-line inter-frame gap t3.5 at the bus' framing — 3.5 character times, e.g. 4 ms at 9600 baud 8E1 (11 bits per character), fixed at 1.75 ms above 19200 baud as the Modbus serial-line spec says. libmodbus 3.1.6 does not keep that gap itself (it sends the next request tens of microseconds after the last byte of a response), and a slave that sees the next frame start too soon may take both for one and answer neither. Raise it for slaves that need more time between requests (some indicators and gateways want 10-50 ms)."),
+                ConfigKey("reconnect_backoff_max", .duration, default: .string("30s"), doc: "When the bus cannot be (re)opened — connection refused, host unreachable, serial device missing — it is tried again after 2, 4, 8 … times the shortest poll_interval of its devices, at most this long apart; its devices are not polled meanwhile, and the outage is logged and reported once (bus_down, then bus_up), not per attempt."),
             ])), doc: "Modbus buses: one per serial line or TCP endpoint. Each bus is polled by its own thread."),
             ConfigKey("device", .arrayOfTables(ConfigTable([
                 ConfigKey("name", .string, required: true, doc: "Device name as it appears in readings, topics and logs; [A-Za-z0-9_-]."),
@@ -195,7 +199,8 @@ extension AcquisitionConfig {
                                        maxBits: Int(bus.int("max_bits_per_request") ?? 2000),
                                        maxGap: Int(bus.int("max_gap") ?? 16))
             buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts, limits: limits,
-                                   pause: bus.duration("pause")))
+                                   pause: bus.duration("pause"),
+                                   reconnectBackoffMax: bus.duration("reconnect_backoff_max") ?? .seconds(30)))
         }
 
         var devices: [DeviceConfig] = []

@@ -18,12 +18,18 @@ import Glibc
 /// - A timed-out request is retried `retries` times while the device is up, each retry at the device's next turn
 ///   (devices already due go first). A device that is down gets one request per backoff interval and no retries.
 /// - An exception 6 (busy) answer is sent again after 1/8, 1/4 and 1/2 of the response timeout.
+/// - A connection that breaks under a request is re-opened and the request sent once more (a bus matter, not the
+///   device's). When the bus cannot be opened at all, its devices are not polled; it is tried again with
+///   exponential backoff up to `reconnectBackoffMax`, and the outage is one `bus_down` and one `bus_up` event.
 public final class BusPoller: Sendable {
     public let bus: BusConfig
     public let devices: [DeviceConfig]
     private let client: ModbusClient
     private let clock: any WallClock
     private let logger: Logger
+    /// The first wait before re-opening a bus that cannot be opened: its fastest device's poll interval (doubled
+    /// from there, as a dead device's probes are).
+    private let reconnectBase: Duration
 
     public init(bus: BusConfig, devices: [DeviceConfig], clock: any WallClock, logger: Logger) throws(ModbusError) {
         self.bus = bus
@@ -32,11 +38,12 @@ public final class BusPoller: Sendable {
         var logger = logger
         logger[metadataKey: "bus"] = "\(bus.name)"
         self.logger = logger
+        reconnectBase = devices.map(\.pollInterval).min() ?? .seconds(1)
         client = try ModbusClient(name: bus.name, transport: bus.transport, timeouts: bus.timeouts, logger: logger)
     }
 
     /// The wait before probing a device again after `failures` polls in a row failed: 2, 4, 8 … poll intervals,
-    /// capped.
+    /// capped. Also the wait between attempts to re-open a bus, from its shortest poll interval.
     static func backoff(pollInterval: Duration, failures: Int, cap: Duration) -> Duration {
         guard failures > 0 else { return pollInterval }
         var d = pollInterval
@@ -53,6 +60,10 @@ public final class BusPoller: Sendable {
     static func busyWaits(responseTimeout: Duration) -> [Duration] {
         [responseTimeout / 8, responseTimeout / 4, responseTimeout / 2]
     }
+
+    /// Attempts to re-open the bus made while it was down (for metrics and tests).
+    public var reconnectAttempts: Int { reconnects.load(ordering: .relaxed) }
+    private let reconnects = Atomic<Int>(0)
 
     /// Ends the bus connection's thread (the poller's `run` does this itself when it ends).
     func shutdownClient() { client.shutdown() }
@@ -72,8 +83,16 @@ public final class BusPoller: Sendable {
         var pending: PollProgress?
     }
 
+    /// Whether the bus can be used, and if not, when to try again.
+    private struct Link {
+        var error: ModbusError?
+        var failures = 0
+        var nextAttempt = ContinuousClock.now
+        var since = ContinuousClock.now
+    }
+
     /// Polls until the task is cancelled. `deliver` receives each device's readings of one poll; `event` receives
-    /// device down/up transitions.
+    /// device down/up and bus down/up transitions.
     public func run(
         deliver: @Sendable ([Reading]) async -> Void,
         event: @Sendable (Event) async -> Void
@@ -82,8 +101,26 @@ public final class BusPoller: Sendable {
         guard !devices.isEmpty else { return }
         let start = ContinuousClock.now
         var state = devices.map { _ in DeviceState(next: start, slot: start) }
+        var link = Link()
 
         while !Task.isCancelled {
+            if link.error != nil {
+                if link.nextAttempt > ContinuousClock.now {
+                    do { try await Task.sleep(until: link.nextAttempt, clock: .continuous) } catch { return }
+                }
+                reconnects.add(1, ordering: .relaxed)
+                do {
+                    try await client.connect()
+                    await busUp(&link, &state, event: event)
+                } catch {
+                    link.failures += 1
+                    link.error = error
+                    link.nextAttempt = ContinuousClock.now + Self.backoff(pollInterval: reconnectBase, failures: link.failures, cap: bus.reconnectBackoffMax)
+                    logger.debug("bus \(bus.name) still cannot be opened: \(error)", metadata: ["call": "\(error.call)"])
+                }
+                continue
+            }
+
             // The device whose turn is soonest; a retry is due "now", behind neighbours that were due earlier.
             let i = state.indices.min { state[$0].next < state[$1].next }!
             if state[i].next > ContinuousClock.now {
@@ -103,6 +140,10 @@ public final class BusPoller: Sendable {
                 continue
             }
             state[i].pending = nil
+            if let error = progress.openFailure {
+                await busDown(error, &link, &state, failedPoll: (i, progress.readings), deliver: deliver, event: event)
+                continue
+            }
             let failure = progress.answered ? nil : progress.firstError
             let now = ContinuousClock.now
             if failure != nil {
@@ -118,11 +159,7 @@ public final class BusPoller: Sendable {
             state[i].next = state[i].slot
             if let failure, !state[i].down {
                 state[i].down = true
-                logger.error("device \(device.id) on bus \(bus.name) is not answering: \(failure)",
-                             metadata: ["device": "\(device.id)", "call": "\(failure.call)"])
-                await event(Event(kind: .deviceDown, severity: .alarm, time: clock.now(), device: device.id,
-                                  message: "device \(device.id) on bus \(bus.name): \(failure)",
-                                  attributes: ["bus": bus.name, "call": failure.call, "errno": "\(failure.errno)"]))
+                await deviceDown(device, because: "\(failure)", failure, event: event)
             } else if failure == nil, state[i].down {
                 state[i].down = false
                 logger.notice("device \(device.id) on bus \(bus.name) answers again", metadata: ["device": "\(device.id)"])
@@ -130,6 +167,62 @@ public final class BusPoller: Sendable {
                                   message: "device \(device.id) on bus \(bus.name) answers again", attributes: ["bus": bus.name]))
             }
             await deliver(progress.readings)
+        }
+    }
+
+    private func deviceDown(_ device: DeviceConfig, because why: String, _ error: ModbusError, event: @Sendable (Event) async -> Void) async {
+        logger.error("device \(device.id) on bus \(bus.name) is not answering: \(why)",
+                     metadata: ["device": "\(device.id)", "call": "\(error.call)"])
+        await event(Event(kind: .deviceDown, severity: .alarm, time: clock.now(), device: device.id,
+                          message: "device \(device.id) on bus \(bus.name): \(why)",
+                          attributes: ["bus": bus.name, "call": error.call, "errno": "\(error.errno)"]))
+    }
+
+    /// The bus cannot be opened: every device is unreachable until it can. Each device that was up goes down (one
+    /// event, and one poll's worth of `comm_failure` readings so the gap shows); polls in progress are dropped.
+    private func busDown(
+        _ error: ModbusError, _ link: inout Link, _ state: inout [DeviceState], failedPoll: (index: Int, readings: [Reading])?,
+        deliver: @Sendable ([Reading]) async -> Void, event: @Sendable (Event) async -> Void
+    ) async {
+        link = Link(error: error, failures: 1,
+                    nextAttempt: .now + Self.backoff(pollInterval: reconnectBase, failures: 1, cap: bus.reconnectBackoffMax),
+                    since: .now)
+        logger.error("bus \(bus.name) (\(bus.transport.endpoint)) cannot be opened: \(error); retrying with backoff up to \(bus.reconnectBackoffMax)",
+                     metadata: ["call": "\(error.call)"])
+        await event(Event(kind: .busDown, severity: .alarm, time: clock.now(),
+                          message: "bus \(bus.name) (\(bus.transport.endpoint)) cannot be opened: \(error)",
+                          attributes: ["bus": bus.name, "call": error.call, "errno": "\(error.errno)"]))
+        for j in state.indices {
+            state[j].pending = nil
+            let polled = failedPoll?.index == j
+            if !state[j].down {
+                state[j].down = true
+                await deviceDown(devices[j], because: "bus \(bus.name) cannot be opened: \(error)", error, event: event)
+            } else if !polled {
+                continue
+            }
+            let synced = clock.isSynchronized()
+            await deliver(failedPoll.flatMap { polled ? $0.readings : nil }
+                          ?? devices[j].channels.indices.map { failed(devices[j], $0, .commFailure, synced) })
+        }
+    }
+
+    /// The bus is open again: devices that were answering before the outage are polled right away; devices that
+    /// were already silent keep their backoff.
+    private func busUp(_ link: inout Link, _ state: inout [DeviceState], event: @Sendable (Event) async -> Void) async {
+        let outage = ContinuousClock.now - link.since
+        logger.notice("bus \(bus.name) (\(bus.transport.endpoint)) is open again after \(outage)")
+        await event(Event(kind: .busUp, severity: .info, time: clock.now(),
+                          message: "bus \(bus.name) (\(bus.transport.endpoint)) is open again",
+                          attributes: ["bus": bus.name, "attempts": "\(link.failures)"]))
+        link = Link()
+        let now = ContinuousClock.now
+        for j in state.indices {
+            if state[j].failures == 0 {
+                state[j].slot = now
+            }
+            state[j].slot = max(state[j].slot, now)
+            state[j].next = state[j].slot
         }
     }
 
@@ -154,6 +247,8 @@ public final class BusPoller: Sendable {
         /// Retries per timed-out request (none for a device that is down), and those left for `next`.
         let retries: Int
         var retriesLeft: Int
+        /// Set when the bus could not be opened: the poll ended there.
+        var openFailure: ModbusError?
 
         var readings: [Reading] { slots.compactMap { $0 } }
     }
@@ -181,7 +276,7 @@ public final class BusPoller: Sendable {
     func poll(_ device: DeviceConfig, index: Int = 0, down: Bool = false) async -> ([Reading], ModbusError?) {
         var progress = startPoll(device, index: index, down: down)
         while !(await turn(device, index: index, &progress)) {}
-        return (progress.readings, progress.firstError)
+        return (progress.readings, progress.firstError ?? progress.openFailure)
     }
 
     /// One turn of a device on the bus: sends the requests left in `p` until the poll is complete (true) or a
@@ -199,6 +294,11 @@ public final class BusPoller: Sendable {
                 if request.channels.count == 1 { refused.withLock { _ = $0[index]?.removeValue(forKey: request.channels[0]) } }
             } catch {
                 if Task.isCancelled { return true }
+                if error.isOpenFailure {
+                    fail(device, &p, from: p.next, .commFailure, synced)
+                    p.openFailure = error
+                    return true
+                }
                 if !error.isSilence { p.answered = true }
                 if error.isSilence && p.retriesLeft > 0 {
                     p.retriesLeft -= 1
@@ -208,7 +308,10 @@ public final class BusPoller: Sendable {
                 }
                 if p.firstError == nil { p.firstError = error }
                 if error.exception == .illegalDataAddress && request.channels.count > 1 {
-                    await isolateRefused(device, index: index, request, &p, synced)
+                    if let openFailure = await isolateRefused(device, index: index, request, &p, synced) {
+                        p.openFailure = openFailure
+                        return true
+                    }
                 } else {
                     if error.exception == .illegalDataAddress, let i = request.channels.first {
                         refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
@@ -231,15 +334,20 @@ public final class BusPoller: Sendable {
     }
 
     /// One bad register fails a whole merged request (exception 2): reads its channels one by one this time, and
-    /// leaves the refused ones out of the merged plan from now on.
-    private func isolateRefused(_ device: DeviceConfig, index: Int, _ request: ReadRequest, _ p: inout PollProgress, _ synced: Bool) async {
-        for i in request.channels {
+    /// leaves the refused ones out of the merged plan from now on. Returns the error if the bus could not be opened.
+    private func isolateRefused(_ device: DeviceConfig, index: Int, _ request: ReadRequest, _ p: inout PollProgress, _ synced: Bool) async -> ModbusError? {
+        for (k, i) in request.channels.enumerated() {
             let single = ReadRequest.single(i, of: device.channels)
             do {
                 let words = try await send(single, unit: device.unitID)
                 p.slots[i] = decode(device, i, words, single, clock.now(), synced)
             } catch {
-                if Task.isCancelled { return }
+                if Task.isCancelled { return nil }
+                if error.isOpenFailure {
+                    for j in request.channels[k...] { p.slots[j] = failed(device, j, .commFailure, synced) }
+                    fail(device, &p, from: p.next + 1, .commFailure, synced)
+                    return error
+                }
                 if error.exception == .illegalDataAddress {
                     refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
                     logger.warning("device \(device.id) on bus \(bus.name) refuses channel \(device.channels[i].id) (exception 2); it is left out of the merged requests and retried alone every \(Self.refusedRetryInterval)")
@@ -247,6 +355,7 @@ public final class BusPoller: Sendable {
                 p.slots[i] = failed(device, i, error.exception == nil || error.isSilence ? .commFailure : .deviceFault, synced)
             }
         }
+        return nil
     }
 
     /// Marks the channels of requests `from...` failed and ends the poll there.
@@ -298,10 +407,12 @@ public final class BusPoller: Sendable {
     /// When the last request on the bus ended (its response arrived or it failed): the pause counts from here.
     private let lastRequestEnd = Mutex<ContinuousClock.Instant?>(nil)
 
-    /// Every request of the poller goes through here: keeps the bus pause, and sends an exception 6 (busy) answer's
-    /// request again after short waits.
+    /// Every request of the poller goes through here: keeps the bus pause, sends an exception 6 (busy) answer's
+    /// request again after short waits, and re-sends once on a fresh connection when an established one broke under
+    /// the request (a bus matter, not the device's).
     private func send(_ r: ReadRequest, unit: UInt8) async throws(ModbusError) -> [UInt16] {
         var busyWaits = Self.busyWaits(responseTimeout: bus.timeouts.response)[...]
+        var resent = false
         var gap = bus.pause
         while true {
             do {
@@ -311,6 +422,11 @@ public final class BusPoller: Sendable {
                 if error.exception == .serverDeviceBusy, let wait = busyWaits.popFirst(), !Task.isCancelled {
                     logger.debug("device busy (exception 6), asking again in \(wait)", metadata: ["unit": "\(unit)", "address": "\(r.address)"])
                     gap = max(wait, bus.pause)
+                    continue
+                }
+                if error.isConnectionFailure && !error.isOpenFailure && !resent {
+                    logger.debug("connection lost under a request, re-opening and sending it again", metadata: ["error": "\(error)"])
+                    resent = true
                     continue
                 }
                 throw error
@@ -342,6 +458,10 @@ public final class BusPoller: Sendable {
 }
 
 extension ModbusError {
+    /// The bus could not be opened at all (connect refused, unreachable or timed out, name unresolvable, serial
+    /// device missing): a matter for the bus' reconnect backoff, not for any one device.
+    fileprivate var isOpenFailure: Bool { call == "modbus_connect" || isNameResolutionFailure }
+
     /// The device did not answer: a timeout, or a gateway saying the slave behind it did not (exceptions 10, 11).
     fileprivate var isSilence: Bool {
         isTimeout || exception == .gatewayPathUnavailable || exception == .gatewayTargetFailedToRespond

@@ -6,6 +6,9 @@ public struct Event: Sendable, Hashable {
     public enum Kind: String, Sendable, Codable, CaseIterable {
         case deviceDown = "device_down"
         case deviceUp = "device_up"
+        /// A bus (serial line or TCP endpoint) cannot be opened; reported once per outage, not per attempt.
+        case busDown = "bus_down"
+        case busUp = "bus_up"
         case totalizerReset = "totalizer_reset"
         case totalizerRollover = "totalizer_rollover"
         case imbalance

@@ -3,7 +3,7 @@ import KilnTallyCore
 import ModbusKit
 import Testing
 
-/// The scheduler's bus and device keys.
+/// The scheduler's bus and device keys (pause, reconnect backoff, retries).
 extension AcquisitionConfigTests {
     @Test("bus pause: none for tcp and t3.5 for rtu by default (3.5 character times, 1.75 ms above 19200 baud); as written otherwise")
     func pauseDefaults() throws {
@@ -42,9 +42,11 @@ extension AcquisitionConfigTests {
             kind = "tcp"
             host = "10.0.0.6"
             pause = "25ms"
+            reconnect_backoff_max = "5s"
             """)
         // 9600 8E1: 11 bits a character, 3.5 × 11 / 9600 s = 4010.4 µs; 19200 8N1: 3.5 × 10 / 19200 s = 1822.9 µs.
         #expect(c.buses.map(\.pause) == [.zero, .microseconds(4011), .microseconds(1823), .microseconds(1750), .zero, .milliseconds(25)])
+        #expect(c.buses.map(\.reconnectBackoffMax) == [.seconds(30), .seconds(30), .seconds(30), .seconds(30), .seconds(30), .seconds(5)])
     }
 
     @Test func retriesDefaultAndRange() throws {

@@ -299,4 +299,92 @@ struct SchedulerTests {
         #expect(gaps(behindTimes).dropFirst().allSatisfy { $0 >= 2 * seconds(period) }, "backing off: \(gaps(behindTimes))")
         #expect(times(log, unit: 5).count >= 12)
     }
+
+    @Test("(c) a connection dropped under a request is re-opened and the request sent again: polling goes on, no events")
+    func droppedConnectionIsReopened() async throws {
+        let dir = try TemporaryDirectory()
+        // pymodbus closes the connection instead of answering unit 1's 4th request.
+        let server = try await PymodbusServer.startTCP(
+            in: dir, map: PymodbusRegisterMap(size: 4, holding: [11, 22]), unit: 1, moreUnits: [2],
+            faults: [1: PymodbusFault(dropAfter: 3)])
+        defer { server.stop() }
+        let bus = BusConfig(name: "plc", transport: .tcp(host: "127.0.0.1", port: server.port),
+                            timeouts: ModbusTimeouts(response: .milliseconds(500)), pause: .milliseconds(5))
+        let devices = [
+            DeviceConfig(id: "a", bus: "plc", unitID: 1, pollInterval: .milliseconds(50), channels: [channel("v", .holding, 0, .uint16)]),
+            DeviceConfig(id: "b", bus: "plc", unitID: 2, pollInterval: .milliseconds(50), channels: [channel("v", .holding, 1, .uint16)]),
+        ]
+        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: devices, clock: SystemClock(), logger: quietLogger("c")))
+        try await recorder.wait("8 polls of each") { $0.count("a") >= 8 && $0.count("b") >= 8 }
+        await recorder.stop()
+
+        let record = recorder.snapshot
+        #expect(record.goodPolls("a") == record.count("a") && record.goodPolls("b") == record.count("b"), "\(record.summary)")
+        #expect(record.polls["a"]?.flatMap { $0.map(\.value) }.allSatisfy { $0 == .uint(11) } == true)
+        #expect(record.events.isEmpty, "the device answered on the new connection: \(record.summary)")
+
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        let drop = try #require(log.firstIndex { $0.fault == "drop" })
+        #expect(log.filter { $0.fault == "drop" }.count == 1)
+        // (The harness' readiness check opens a connection of its own first: compare, don't count from 1.)
+        let connections = (Set(log[...drop].map(\.conn)), Set(log[(drop + 1)...].map(\.conn)))
+        #expect(connections.0.count == 1 && connections.1.count == 1 && connections.0 != connections.1, "one new connection: \(connections)")
+        // The very next request is the dropped one again, on the new connection.
+        #expect(log[drop + 1].unit == 1 && log[drop + 1].address == log[drop].address && log[drop + 1].fc == log[drop].fc)
+    }
+
+    @Test("(c) a bus that cannot be re-opened is retried with backoff, not on every device's turn; one bus down/up and one down/up per device")
+    func lostBusReconnectsWithBackoff() async throws {
+        let dir = try TemporaryDirectory()
+        let map = PymodbusRegisterMap(size: 4, holding: [5, 6])
+        var server = try await PymodbusServer.startTCP(in: dir, map: map, unit: 1, moreUnits: [2], name: "before")
+        defer { server.stop() }
+        let port = server.port
+        let cap = Duration.milliseconds(300)
+        let period = Duration.milliseconds(50)
+        let bus = BusConfig(name: "plc", transport: .tcp(host: "127.0.0.1", port: port),
+                            timeouts: ModbusTimeouts(response: .milliseconds(500)), reconnectBackoffMax: cap)
+        let devices = [
+            DeviceConfig(id: "a", bus: "plc", unitID: 1, pollInterval: period, channels: [channel("v", .holding, 0, .uint16)]),
+            DeviceConfig(id: "b", bus: "plc", unitID: 2, pollInterval: period, channels: [channel("v", .holding, 1, .uint16)]),
+        ]
+        let poller = try BusPoller(bus: bus, devices: devices, clock: SystemClock(), logger: quietLogger("c2"))
+        let recorder = PollerRecorder(poller)
+        try await recorder.wait("polls of both") { $0.goodPolls("a") >= 2 && $0.goodPolls("b") >= 2 }
+
+        // Nothing listens on the port for a while: every connect is refused.
+        let outageStart = ContinuousClock.now
+        server.stop()
+        try await recorder.wait("the bus to go down") { $0.events(.busDown) == 1 }
+        try await Task.sleep(for: .milliseconds(1200))
+        let before = recorder.snapshot
+        server = try await PymodbusServer.startTCP(in: dir, map: map, unit: 1, moreUnits: [2], port: port, name: "after")
+        try await recorder.wait("both devices to answer again") { r in
+            r.events(.deviceUp, "a") == 1 && r.events(.deviceUp, "b") == 1 && r.goodPolls("a") >= before.goodPolls("a") + 2
+                && r.goodPolls("b") >= before.goodPolls("b") + 2
+        }
+        let outage = ContinuousClock.now - outageStart
+        await recorder.stop()
+
+        let record = recorder.snapshot
+        let busEvents: [Event.Kind] = record.events.map(\.kind).filter { $0 == .busDown || $0 == .busUp }
+        #expect(busEvents == [.busDown, .busUp], "\(record.summary)")
+        for d in ["a", "b"] {
+            #expect(record.events(.deviceDown, d) == 1 && record.events(.deviceUp, d) == 1, "\(d): \(record.summary)")
+        }
+        // During the outage each device delivered one poll of comm_failure readings (the gap is visible), no more.
+        for d in ["a", "b"] {
+            #expect(before.count(d) - before.goodPolls(d) == 1, "\(d): \(before.summary)")
+        }
+        // Attempts to re-open: every 2 × 50 ms, 4 × 50 ms … capped at 300 ms. Without the backoff each of the two
+        // devices would try to connect every 50 ms (about 2 × outage / 50 ms attempts).
+        let ramp = (1...).prefix { BusPoller.backoff(pollInterval: period, failures: $0, cap: cap) < cap }.count
+        let bound = Int((seconds(outage) / seconds(cap)).rounded(.up)) + ramp + 1
+        #expect(poller.reconnectAttempts >= 2 && poller.reconnectAttempts <= bound,
+                "\(poller.reconnectAttempts) attempts in \(outage); bound \(bound)")
+        let after = try server.requestLog()
+        expectOnlyReads(after)
+        #expect(Set(after.map(\.unit)) == [1, 2], "both units polled on the re-opened bus")
+    }
 }
