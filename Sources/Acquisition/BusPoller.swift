@@ -21,6 +21,8 @@ import Glibc
 /// - A connection that breaks under a request is re-opened and the request sent once more (a bus matter, not the
 ///   device's). When the bus cannot be opened at all, its devices are not polled; it is tried again with
 ///   exponential backoff up to `reconnectBackoffMax`, and the outage is one `bus_down` and one `bus_up` event.
+/// - Other callers (the probe, through the daemon) run single reads with `read(unit:table:address:count:)`, in
+///   turn between device polls.
 public final class BusPoller: Sendable {
     public let bus: BusConfig
     public let devices: [DeviceConfig]
@@ -97,16 +99,36 @@ public final class BusPoller: Sendable {
         deliver: @Sendable ([Reading]) async -> Void,
         event: @Sendable (Event) async -> Void
     ) async {
-        defer { client.shutdown() }
-        guard !devices.isEmpty else { return }
+        defer {
+            client.shutdown()
+            for job in inbox.withLock({ $0.end() }) { job.continuation.resume(returning: .failure(stoppedError())) }
+        }
         let start = ContinuousClock.now
         var state = devices.map { _ in DeviceState(next: start, slot: start) }
         var link = Link()
 
         while !Task.isCancelled {
+            // Reads queued by other callers run first, one per turn, between device polls.
+            if let job = inbox.withLock({ $0.take() }) {
+                if let error = link.error {
+                    job.continuation.resume(returning: .failure(error))
+                    continue
+                }
+                do {
+                    job.continuation.resume(returning: .success(try await send(job.request, unit: job.unit)))
+                } catch {
+                    job.continuation.resume(returning: .failure(error))
+                    if error.isOpenFailure {
+                        await busDown(error, &link, &state, failedPoll: nil, deliver: deliver, event: event)
+                    }
+                }
+                continue
+            }
+
             if link.error != nil {
                 if link.nextAttempt > ContinuousClock.now {
-                    do { try await Task.sleep(until: link.nextAttempt, clock: .continuous) } catch { return }
+                    await idle(until: link.nextAttempt)
+                    continue
                 }
                 reconnects.add(1, ordering: .relaxed)
                 do {
@@ -122,9 +144,14 @@ public final class BusPoller: Sendable {
             }
 
             // The device whose turn is soonest; a retry is due "now", behind neighbours that were due earlier.
-            let i = state.indices.min { state[$0].next < state[$1].next }!
+            guard let i = state.indices.min(by: { state[$0].next < state[$1].next }) else {
+                // No devices: serve callers' reads until cancelled.
+                await idle(until: .now + .seconds(3600))
+                continue
+            }
             if state[i].next > ContinuousClock.now {
-                do { try await Task.sleep(until: state[i].next, clock: .continuous) } catch { return }
+                await idle(until: state[i].next)
+                continue
             }
             let device = devices[i]
             var progress = state[i].pending ?? startPoll(device, index: i, down: state[i].down)
@@ -449,6 +476,93 @@ public final class BusPoller: Sendable {
         case .holding: return try await client.readHoldingRegisters(unit: unit, address: r.address, count: r.count)
         case .input: return try await client.readInputRegisters(unit: unit, address: r.address, count: r.count)
         }
+    }
+
+    // MARK: reads for other callers
+
+    /// A read queued by another caller, answered by the scheduler.
+    private struct CallerRead: Sendable {
+        var id: Int
+        var unit: UInt8
+        var request: ReadRequest
+        var continuation: CheckedContinuation<Result<[UInt16], ModbusError>, Never>
+    }
+
+    private struct Inbox: Sendable {
+        var queue: [CallerRead] = []
+        var nextID = 0
+        var ended = false
+        /// The scheduler's idle wait, cancelled to wake it when a read is queued.
+        var sleeper: Task<Void, Never>?
+
+        mutating func take() -> CallerRead? { queue.isEmpty ? nil : queue.removeFirst() }
+
+        mutating func end() -> [CallerRead] {
+            ended = true
+            defer { queue = [] }
+            return queue
+        }
+    }
+
+    private let inbox = Mutex(Inbox())
+
+    /// Reads `count` registers (or bits, as 0/1) at `address` of `table` from `unit`, in turn with the polls: the
+    /// read is queued and sent between two device polls, after the bus' pause, with the same busy and lost-connection
+    /// handling as the polls (but no timeout retries: the caller decides). While the bus cannot be opened it fails at
+    /// once with the error that keeps it closed. Reads queued before `run` starts wait for it; once `run` has ended
+    /// they fail with `call == "shutdown"`. Cancelling the caller withdraws a read that has not been sent yet; one
+    /// already on the wire finishes (bounded by the response timeout).
+    public func read(unit: UInt8, table: RegisterTable, address: Int, count: Int) async throws(ModbusError) -> [UInt16] {
+        let id = inbox.withLock { s -> Int in
+            s.nextID += 1
+            return s.nextID
+        }
+        let request = ReadRequest(table: table, address: address, count: count, channels: [])
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt16], ModbusError>, Never>) in
+                let job = CallerRead(id: id, unit: unit, request: request, continuation: continuation)
+                enum Outcome { case queued(Task<Void, Never>?), cancelled, ended }
+                let outcome = inbox.withLock { s -> Outcome in
+                    if s.ended { return .ended }
+                    // Checked under the lock the cancellation handler takes too: either it sees the read queued, or
+                    // the read sees the cancellation.
+                    if Task.isCancelled { return .cancelled }
+                    s.queue.append(job)
+                    defer { s.sleeper = nil }
+                    return .queued(s.sleeper)
+                }
+                switch outcome {
+                case .queued(let sleeper): sleeper?.cancel()
+                case .cancelled: continuation.resume(returning: .failure(cancelledError()))
+                case .ended: continuation.resume(returning: .failure(stoppedError()))
+                }
+            }
+        } onCancel: {
+            let withdrawn = inbox.withLock { s -> CallerRead? in
+                guard let k = s.queue.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.queue.remove(at: k)
+            }
+            withdrawn?.continuation.resume(returning: .failure(cancelledError()))
+        }
+        return try result.get()
+    }
+
+    /// Waits until `deadline`, or until a caller queues a read, or the task is cancelled.
+    private func idle(until deadline: ContinuousClock.Instant) async {
+        let sleeper = Task<Void, Never> { _ = try? await Task.sleep(until: deadline, clock: .continuous) }
+        let woken = inbox.withLock { s -> Bool in
+            if !s.queue.isEmpty { return true }
+            s.sleeper = sleeper
+            return false
+        }
+        if woken { sleeper.cancel() }
+        await withTaskCancellationHandler { await sleeper.value } onCancel: { sleeper.cancel() }
+        inbox.withLock { $0.sleeper = nil }
+    }
+
+    private func stoppedError() -> ModbusError {
+        ModbusError(bus: bus.name, endpoint: bus.transport.endpoint, call: "shutdown", errno: ECANCELED,
+                    message: "the bus poller has stopped")
     }
 
     private func cancelledError() -> ModbusError {

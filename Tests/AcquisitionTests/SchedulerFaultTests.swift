@@ -387,4 +387,58 @@ struct SchedulerTests {
         expectOnlyReads(after)
         #expect(Set(after.map(\.unit)) == [1, 2], "both units polled on the re-opened bus")
     }
+
+    @Test("other callers' reads run in turn between device polls, with the pause, while the poller runs")
+    func callerReadsRunBetweenPolls() async throws {
+        let dir = try TemporaryDirectory()
+        let server = try await PymodbusServer.startTCP(
+            in: dir, map: PymodbusRegisterMap(size: 10, coils: [false, true], holding: [1, 2], input: [0, 0, 0, 0x4142, 0x4344]),
+            unit: 1, moreUnits: [7])
+        defer { server.stop() }
+        let pause = Duration.milliseconds(20)
+        let bus = BusConfig(name: "plc", transport: .tcp(host: "127.0.0.1", port: server.port),
+                            timeouts: ModbusTimeouts(response: .seconds(1)), pause: pause)
+        // Two requests per poll: a read between them would split the poll.
+        let device = DeviceConfig(id: "feeder", bus: "plc", unitID: 1, pollInterval: .milliseconds(60),
+                                  channels: [channel("h", .holding, 0, .uint16), channel("c", .coil, 1, .bool)])
+        let poller = try BusPoller(bus: bus, devices: [device], clock: SystemClock(), logger: quietLogger("read"))
+        let recorder = PollerRecorder(poller)
+        try await recorder.wait("polling") { $0.count("feeder") >= 2 }
+
+        // Several callers at once, while polls keep coming.
+        let results = try await withThrowingTaskGroup(of: [UInt16].self) { group in
+            for k in 0..<4 {
+                group.addTask {
+                    k % 2 == 0 ? try await poller.read(unit: 7, table: .input, address: 3, count: 2)
+                        : try await poller.read(unit: 7, table: .coil, address: 0, count: 2)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results.filter { $0 == [0x4142, 0x4344] }.count == 2 && results.filter { $0 == [0, 1] }.count == 2, "\(results)")
+        // A refused address comes back as the device's exception, like any read.
+        await #expect(throws: ModbusError.self) { try await poller.read(unit: 7, table: .holding, address: 9, count: 5) }
+        try await recorder.wait("polling after the reads") { $0.count("feeder") >= 6 }
+        await recorder.stop()
+        // Once the poller has stopped, a read fails at once.
+        do {
+            _ = try await poller.read(unit: 7, table: .holding, address: 0, count: 1)
+            Issue.record("a read after the poller stopped succeeded")
+        } catch {
+            #expect(error.call == "shutdown")
+        }
+
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        #expect(recorder.snapshot.goodPolls("feeder") == recorder.snapshot.count("feeder"))
+        // The device's polls are pairs (coil, then holding); every caller read sits between two pairs.
+        let lastOfPoll = try #require(RequestPlanner.plan(device.channels, limits: bus.limits).last.map { functionCode($0.table) })
+        let callers = log.indices.filter { log[$0].unit == 7 }
+        #expect(callers.count == 5)
+        for k in callers {
+            let previousPoll = log[..<k].last { $0.unit == 1 }
+            #expect(previousPoll == nil || previousPoll?.fc == lastOfPoll, "request \(k) of unit 7 follows a complete poll")
+        }
+        #expect(gaps(log.map(\.t)).allSatisfy { $0 >= seconds(pause) }, "the pause holds around callers' reads too")
+    }
 }
