@@ -99,10 +99,15 @@ public final class BusPoller: Sendable {
         deliver: @Sendable ([Reading]) async -> Void,
         event: @Sendable (Event) async -> Void
     ) async {
-        defer {
-            client.shutdown()
-            for job in inbox.withLock({ $0.end() }) { job.continuation.resume(returning: .failure(stoppedError())) }
-        }
+        await schedule(deliver: deliver, event: event)
+        for job in inbox.withLock({ $0.end() }) { job.continuation.resume(returning: .failure(stoppedError())) }
+        // Closing first waits, without holding a thread of the cooperative pool, for a request still on the wire
+        // (up to one response timeout); the executor is then idle, so shutting it down only joins its thread.
+        await client.close()
+        client.shutdown()
+    }
+
+    private func schedule(deliver: @Sendable ([Reading]) async -> Void, event: @Sendable (Event) async -> Void) async {
         let start = ContinuousClock.now
         var state = devices.map { _ in DeviceState(next: start, slot: start) }
         var link = Link()
