@@ -15,6 +15,7 @@ import Glibc
 ///   come out with quality `comm_failure` (the gap stays visible downstream), with one `device_down` event, and one
 ///   `device_up` when it answers again. "Not answering" means silence: a timeout, or a gateway's exception 10/11
 ///   for the slave behind it. Any other answer, an exception included, is an answer: that is a channel's problem.
+///   A probe goes right after an answered poll of an up device, where its timeout delays the next poll least.
 /// - A timed-out request is retried `retries` times while the device is up, each retry at the device's next turn
 ///   (devices already due go first). A device that is down gets one request per backoff interval and no retries.
 /// - An exception 6 (busy) answer is sent again after 1/8, 1/4 and 1/2 of the response timeout.
@@ -111,10 +112,13 @@ public final class BusPoller: Sendable {
         let start = ContinuousClock.now
         var state = devices.map { _ in DeviceState(next: start, slot: start) }
         var link = Link()
+        // Whether the last turn on the bus was a poll that got answers (so the bus is at the start of a quiet gap).
+        var afterAnsweredPoll = false
 
         while !Task.isCancelled {
             // Reads queued by other callers run first, one per turn, between device polls.
             if let job = inbox.withLock({ $0.take() }) {
+                afterAnsweredPoll = false
                 if let error = link.error {
                     job.continuation.resume(returning: .failure(error))
                     continue
@@ -131,6 +135,7 @@ public final class BusPoller: Sendable {
             }
 
             if link.error != nil {
+                afterAnsweredPoll = false
                 if link.nextAttempt > ContinuousClock.now {
                     await idle(until: link.nextAttempt)
                     continue
@@ -149,18 +154,30 @@ public final class BusPoller: Sendable {
             }
 
             // The device whose turn is soonest; a retry is due "now", behind neighbours that were due earlier.
-            guard let i = state.indices.min(by: { state[$0].next < state[$1].next }) else {
+            guard var i = state.indices.min(by: { state[$0].next < state[$1].next }) else {
                 // No devices: serve callers' reads until cancelled.
                 await idle(until: .now + .seconds(3600))
                 continue
             }
+            // A probe of a silent device will most likely cost a whole response timeout. Started at an arbitrary
+            // moment it can land just before an up device is due and push that poll back by the whole timeout;
+            // started right after an answered poll it delays the next one least. So unless the bus has just
+            // served an answered poll, up devices due before the probe could end go first.
+            if state[i].down, state[i].pending == nil, !afterAnsweredPoll,
+               let j = state.indices.filter({ !state[$0].down }).min(by: { state[$0].next < state[$1].next }),
+               state[j].next <= max(state[i].next, .now) + bus.timeouts.response + bus.pause {
+                i = j
+            }
             if state[i].next > ContinuousClock.now {
+                afterAnsweredPoll = false
                 await idle(until: state[i].next)
                 continue
             }
             let device = devices[i]
+            let probe = state[i].down
             var progress = state[i].pending ?? startPoll(device, index: i, down: state[i].down)
             let complete = await turn(device, index: i, &progress)
+            afterAnsweredPoll = !probe && progress.answered
             if Task.isCancelled {
                 // Stopped mid-poll: hand over what was read, and judge nothing from the requests not sent.
                 if !progress.readings.isEmpty { await deliver(progress.readings) }

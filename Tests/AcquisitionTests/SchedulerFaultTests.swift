@@ -190,50 +190,6 @@ struct SchedulerTests {
         #expect(shortest >= seconds(pause), "shortest gap between requests \(shortest) s, pause \(pause)")
     }
 
-    @Test("(a) a dead unit beside a healthy one: ≤ ⌈window / backoff cap⌉ + 1 requests per window, no retries while down, and the healthy unit's gaps stay ≤ period + timeout + pause")
-    func deadUnitBesideAHealthyOne() async throws {
-        let dir = try TemporaryDirectory()
-        // Unit 9 is configured but dead: pymodbus never answers it.
-        let server = try await PymodbusServer.startTCP(
-            in: dir, map: PymodbusRegisterMap(size: 4, holding: [42]), unit: 1, faults: [9: .silent])
-        defer { server.stop() }
-        let timeout = Duration.milliseconds(150), pause = Duration.milliseconds(10), cap = Duration.milliseconds(300)
-        let period = Duration.milliseconds(100)
-        let bus = BusConfig(name: "line1", transport: .tcp(host: "127.0.0.1", port: server.port),
-                            timeouts: ModbusTimeouts(response: timeout), pause: pause)
-        let healthy = DeviceConfig(id: "healthy", bus: "line1", unitID: 1, pollInterval: period,
-                                   channels: [channel("v", .holding, 0, .uint16)])
-        let dead = DeviceConfig(id: "dead", bus: "line1", unitID: 9, pollInterval: .milliseconds(50),
-                                channels: [channel("v", .holding, 0, .uint16)], backoffMax: cap, retries: 1)
-        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: [healthy, dead], clock: SystemClock(), logger: quietLogger("a")))
-        try await recorder.wait("30 polls of the healthy unit") { $0.count("healthy") >= 30 }
-        await recorder.stop()
-
-        let log = try server.requestLog()
-        expectOnlyReads(log)
-        let deadTimes = times(log, unit: 9), healthyTimes = times(log, unit: 1)
-        #expect(log.filter { $0.unit == 9 }.allSatisfy { $0.fault == "silent" })
-        // While up, the first timeout is retried once; from then on the unit is down and probed after 2 × 50 ms,
-        // then at the cap. The backoff reaches the cap after `ramp` requests (computed from the config).
-        let ramp = 1 + dead.retries + (1...).prefix { BusPoller.backoff(pollInterval: dead.pollInterval, failures: $0, cap: cap) < cap }.count
-        #expect(deadTimes.count >= ramp + 3, "the run is long enough to see the dead unit at its cap: \(deadTimes.count) requests")
-        let steady = Array(deadTimes.dropFirst(ramp - 1))
-        // No retries while down: consecutive probes are at least one backoff cap apart.
-        #expect(gaps(steady).allSatisfy { $0 >= seconds(cap) }, "probe gaps \(gaps(steady))")
-        // The bound, on every window that starts at a probe (the busiest windows start at one).
-        let window = 1.0
-        let bound = Int((window / seconds(cap)).rounded(.up)) + 1
-        for start in steady where start + window <= (log.last?.t ?? 0) {
-            let n = steady.filter { $0 >= start && $0 <= start + window }.count
-            #expect(n <= bound, "\(n) requests to the dead unit in the \(window) s window from \(start); bound \(bound)")
-        }
-        // The healthy unit keeps its cadence: no gap longer than its period + one timeout + the pause.
-        let limit = seconds(period + timeout + pause)
-        #expect(gaps(healthyTimes).allSatisfy { $0 <= limit }, "longest healthy gap \(gaps(healthyTimes).max() ?? 0) s, limit \(limit) s")
-        #expect(recorder.snapshot.goodPolls("healthy") == recorder.snapshot.count("healthy"))
-        #expect(recorder.snapshot.events.map(\.kind) == [.deviceDown], "one down event for the dead unit, no flapping")
-    }
-
     @Test("(b) exception 6 (busy) is asked again after short waits and the reading ends good; a unit that stays busy ends as a device fault after 3 retries, still up")
     func busyIsRetried() async throws {
         let dir = try TemporaryDirectory()
@@ -440,5 +396,82 @@ struct SchedulerTests {
             #expect(previousPoll == nil || previousPoll?.fc == lastOfPoll, "request \(k) of unit 7 follows a complete poll")
         }
         #expect(gaps(log.map(\.t)).allSatisfy { $0 >= seconds(pause) }, "the pause holds around callers' reads too")
+    }
+
+    @Test("a silent unit is probed after 2, 4, 8 … poll intervals up to the cap, one request a probe; retried only while up")
+    func silentUnitBacksOff() async throws {
+        let dir = try TemporaryDirectory()
+        let server = try await PymodbusServer.startTCP(in: dir, map: PymodbusRegisterMap(size: 4), unit: 1, faults: [9: .silent])
+        defer { server.stop() }
+        let timeout = Duration.milliseconds(50), cap = Duration.milliseconds(320)
+        let bus = BusConfig(name: "line1", transport: .tcp(host: "127.0.0.1", port: server.port), timeouts: ModbusTimeouts(response: timeout))
+        let dead = DeviceConfig(id: "dead", bus: "line1", unitID: 9, pollInterval: .milliseconds(40),
+                                channels: [channel("v", .holding, 0, .uint16)], backoffMax: cap, retries: 2)
+        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: [dead], clock: SystemClock(), logger: quietLogger("backoff")))
+        try await recorder.wait("the first poll and 5 probes") { $0.count("dead") >= 6 }
+        await recorder.stop()
+
+        let record = recorder.snapshot
+        #expect(record.polls["dead"]?.allSatisfy { $0.map(\.quality) == [.commFailure] } == true)
+        #expect(record.events.map(\.kind) == [.deviceDown])
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        let requests = times(log, unit: 9)
+        // The first poll: the request and its 2 retries, then one request per probe. Each probe comes at least its
+        // backoff (80, 160, 320, 320 … ms) after the request before it timed out, so at least the backoff after
+        // that request arrived — a retry while down would come one timeout (50 ms) later, below every backoff.
+        let probes = Array(requests.dropFirst(dead.retries))
+        #expect(requests.count >= 1 + dead.retries + 5, "\(requests.count) requests: 6 polls, the first with 2 retries")
+        for (k, gap) in gaps(probes).enumerated() {
+            let wait = BusPoller.backoff(pollInterval: dead.pollInterval, failures: k + 1, cap: cap)
+            #expect(gap >= seconds(wait), "probe \(k + 1) came \(gap) s after the request before; backoff \(wait)")
+        }
+    }
+
+    @Test("(a) a dead unit beside a healthy one: ≤ ⌈window / backoff cap⌉ + 1 requests per window, no retries while down, and the healthy unit's gaps stay ≤ period + timeout + pause")
+    func deadUnitBesideAHealthyOne() async throws {
+        let dir = try TemporaryDirectory()
+        // Unit 9 is configured but dead: pymodbus never answers it.
+        let server = try await PymodbusServer.startTCP(
+            in: dir, map: PymodbusRegisterMap(size: 4, holding: [42]), unit: 1, faults: [9: .silent])
+        defer { server.stop() }
+        // A timeout longer than the healthy period: a probe cannot fit between two of its polls without delaying
+        // one, and a retry sent inline (two timeouts back to back) breaks the bound by ~200 ms. A probe right
+        // after a healthy poll keeps the gap at about timeout + 2 × pause, leaving room for a loaded machine.
+        let timeout = Duration.milliseconds(600), pause = Duration.milliseconds(10), cap = Duration.milliseconds(800)
+        let period = Duration.milliseconds(400)
+        let bus = BusConfig(name: "line1", transport: .tcp(host: "127.0.0.1", port: server.port),
+                            timeouts: ModbusTimeouts(response: timeout), pause: pause)
+        let healthy = DeviceConfig(id: "healthy", bus: "line1", unitID: 1, pollInterval: period,
+                                   channels: [channel("v", .holding, 0, .uint16)])
+        let dead = DeviceConfig(id: "dead", bus: "line1", unitID: 9, pollInterval: .milliseconds(200),
+                                channels: [channel("v", .holding, 0, .uint16)], backoffMax: cap, retries: 1)
+        let recorder = PollerRecorder(try BusPoller(bus: bus, devices: [healthy, dead], clock: SystemClock(), logger: quietLogger("a")))
+        try await recorder.wait("11 polls of the healthy unit") { $0.count("healthy") >= 11 }
+        await recorder.stop()
+
+        let log = try server.requestLog()
+        expectOnlyReads(log)
+        let deadTimes = times(log, unit: 9), healthyTimes = times(log, unit: 1)
+        #expect(log.filter { $0.unit == 9 }.allSatisfy { $0.fault == "silent" })
+        // While up, the first timeout is retried once; from then on the unit is down and probed after 2 × 200 ms,
+        // then at the cap. The backoff reaches the cap after `ramp` requests (computed from the config).
+        let ramp = 1 + dead.retries + (1...).prefix { BusPoller.backoff(pollInterval: dead.pollInterval, failures: $0, cap: cap) < cap }.count
+        #expect(deadTimes.count >= ramp + 1, "the run is long enough to see the dead unit at its cap: \(deadTimes.count) requests")
+        let steady = Array(deadTimes.dropFirst(ramp - 1))
+        // No retries while down: consecutive probes are at least one backoff cap apart.
+        #expect(gaps(steady).allSatisfy { $0 >= seconds(cap) }, "probe gaps \(gaps(steady))")
+        // The bound, on every window that starts at a probe (the busiest windows start at one).
+        let window = 2.0
+        let bound = Int((window / seconds(cap)).rounded(.up)) + 1
+        for start in steady where start + window <= (log.last?.t ?? 0) {
+            let n = steady.filter { $0 >= start && $0 <= start + window }.count
+            #expect(n <= bound, "\(n) requests to the dead unit in the \(window) s window from \(start); bound \(bound)")
+        }
+        // The healthy unit keeps its cadence: no gap longer than its period + one timeout + the pause.
+        let limit = seconds(period + timeout + pause)
+        #expect(gaps(healthyTimes).allSatisfy { $0 <= limit }, "longest healthy gap \(gaps(healthyTimes).max() ?? 0) s, limit \(limit) s")
+        #expect(recorder.snapshot.goodPolls("healthy") == recorder.snapshot.count("healthy"))
+        #expect(recorder.snapshot.events.map(\.kind) == [.deviceDown], "one down event for the dead unit, no flapping")
     }
 }
