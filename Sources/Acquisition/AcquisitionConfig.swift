@@ -7,6 +7,34 @@ public struct BusConfig: Sendable, Hashable {
     public var transport: ModbusTransport
     public var timeouts: ModbusTimeouts
     public var limits: PlannerLimits = .init()
+    /// Silence between the end of one response (or timeout) and the next request on the bus.
+    public var pause: Duration
+    /// Longest wait between attempts to re-open a bus whose connection cannot be made (the wait doubles up to this).
+    public var reconnectBackoffMax: Duration
+
+    /// `pause` nil is the transport's default (`defaultPause(for:)`).
+    public init(name: String, transport: ModbusTransport, timeouts: ModbusTimeouts, limits: PlannerLimits = .init(),
+                pause: Duration? = nil, reconnectBackoffMax: Duration = .seconds(30)) {
+        self.name = name
+        self.transport = transport
+        self.timeouts = timeouts
+        self.limits = limits
+        self.pause = pause ?? Self.defaultPause(for: transport)
+        self.reconnectBackoffMax = reconnectBackoffMax
+    }
+
+    /// TCP: none. RTU: the Modbus serial-line inter-frame gap t3.5 — 3.5 character times at the line's framing
+    /// (start + data + parity + stop bits per character), fixed at 1.75 ms above 19200 baud as the serial-line spec
+    /// recommends. libmodbus does not keep this gap itself: it writes the next request as soon as it is asked to,
+    /// tens of microseconds after the last byte of the previous response.
+    public static func defaultPause(for transport: ModbusTransport) -> Duration {
+        guard case .rtu(_, let baud, let parity, let dataBits, let stopBits) = transport, baud > 0 else { return .zero }
+        if baud > 19200 { return .microseconds(1750) }
+        let bitsPerCharacter = 1 + dataBits + (parity == .none ? 0 : 1) + stopBits
+        // 3.5 × bits / baud seconds, in whole microseconds rounded up.
+        let micros = (35 * bitsPerCharacter * 1_000_000 + 10 * baud - 1) / (10 * baud)
+        return .microseconds(micros)
+    }
 }
 
 public struct ChannelConfig: Sendable, Hashable {
@@ -65,6 +93,8 @@ public struct DeviceConfig: Sendable, Hashable {
     public var channels: [ChannelConfig]
     /// Longest wait between probes of a device that does not answer (the backoff doubles up to this).
     public var backoffMax: Duration = .seconds(60)
+    /// How often a timed-out request is sent again while the device is up (a device that is down gets no retries).
+    public var retries: Int = 1
     /// The profile the channels came from, if any.
     public var profile: String? = nil
 
@@ -130,6 +160,8 @@ extension AcquisitionConfig {
                 ConfigKey("max_registers_per_request", .integer(min: 1, max: 125), default: .integer(125), doc: "Registers read by one request, at most (lower it for gateways that cannot take the protocol's 125)."),
                 ConfigKey("max_bits_per_request", .integer(min: 1, max: 2000), default: .integer(2000), doc: "Coils or discrete inputs read by one request, at most."),
                 ConfigKey("max_gap", .integer(min: 0, max: 124), default: .integer(16), doc: "Unused registers a request may read between two channels, to read them with one request instead of two."),
+                ConfigKey("pause", .durationRange(min: .zero, max: .seconds(10)), doc: "Silence kept between the end of one response (or of a timeout) and the next request on this bus — between the requests of one device, between devices, and before reads other callers (the probe) run in turn. Default for tcp: 0. Default for rtu: the serial-line inter-frame gap t3.5 at the bus' framing — 3.5 character times, e.g. 4 ms at 9600 baud 8E1 (11 bits per character), fixed at 1.75 ms above 19200 baud as the Modbus serial-line spec says. libmodbus 3.1.6 does not keep that gap itself (it sends the next request tens of microseconds after the last byte of a response), and a slave that sees the next frame start too soon may take both for one and answer neither. Raise it for slaves that need more time between requests (some indicators and gateways want 10-50 ms)."),
+                ConfigKey("reconnect_backoff_max", .duration, default: .string("30s"), doc: "When the bus cannot be (re)opened — connection refused, host unreachable, serial device missing — it is tried again after 2, 4, 8 … times the shortest poll_interval of its devices, at most this long apart; its devices are not polled meanwhile, and the outage is logged and reported once (bus_down, then bus_up), not per attempt."),
             ])), doc: "Modbus buses: one per serial line or TCP endpoint. Each bus is polled by its own thread."),
             ConfigKey("device", .arrayOfTables(ConfigTable([
                 ConfigKey("name", .string, required: true, doc: "Device name as it appears in readings, topics and logs; [A-Za-z0-9_-]."),
@@ -137,6 +169,7 @@ extension AcquisitionConfig {
                 ConfigKey("unit_id", .integer(min: 0, max: 255), default: .integer(1), doc: "Modbus unit (slave) id."),
                 ConfigKey("poll_interval", .duration, default: .string("1s"), doc: "How often the device is read."),
                 ConfigKey("backoff_max", .duration, default: .string("60s"), doc: "A device that does not answer is probed again after 2, 4, 8 … poll intervals, at most this long apart, so it costs at most one timeout per probe and the other devices on the bus keep their cadence."),
+                ConfigKey("retries", .integer(min: 0, max: 5), default: .integer(1), doc: "How many times a request that got no answer (a timeout, or a gateway's exception 10 or 11 for the slave behind it) is sent again, while the device is up. Each retry waits for the device's next turn on the bus (the other devices that are due go first), so a retry never costs a neighbour more than one response timeout. A device that is down (its last poll got no answer at all) gets no retries: exactly one request per backoff interval (see backoff_max), which keeps a dead unit at ⌈window / backoff_max⌉ + 1 requests in any window once its backoff has reached the cap. An exception 6 answer (server device busy) is not counted here: it is retried up to 3 times, after 1/8, 1/4 and 1/2 of the bus' response_timeout, and then reported as a device fault; other exceptions are not retried."),
                 ConfigKey("profile", .string, doc: "A device profile (built-in, or a `<name>.toml` in a `[profiles] dirs` directory) whose channels the device has; `kilntally profiles list` shows them. `[[device.channel]]` tables add channels, or change a profile channel's keys when they carry its name."),
                 ConfigKey("channel", .arrayOfTables(ChannelConfig.configTable), doc: "The values read from the device (besides its profile's, if any)."),
             ])), doc: "Modbus devices and the channels read from each."),
@@ -180,7 +213,9 @@ extension AcquisitionConfig {
             let limits = PlannerLimits(maxRegisters: Int(bus.int("max_registers_per_request") ?? 125),
                                        maxBits: Int(bus.int("max_bits_per_request") ?? 2000),
                                        maxGap: Int(bus.int("max_gap") ?? 16))
-            buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts, limits: limits))
+            buses.append(BusConfig(name: name, transport: transport, timeouts: timeouts, limits: limits,
+                                   pause: bus.duration("pause"),
+                                   reconnectBackoffMax: bus.duration("reconnect_backoff_max") ?? .seconds(30)))
         }
 
         let library = ProfileLibrary(userDirectories: root.table("profiles")?.strings("dirs") ?? [])
@@ -221,7 +256,8 @@ extension AcquisitionConfig {
             if backoffMax < interval { dev.error("backoff_max", "must not be shorter than poll_interval") }
             devices.append(DeviceConfig(
                 id: DeviceID(name), bus: bus, unitID: UInt8(clamping: dev.int("unit_id") ?? 1),
-                pollInterval: interval, channels: channels, backoffMax: max(backoffMax, interval), profile: profileName))
+                pollInterval: interval, channels: channels, backoffMax: max(backoffMax, interval),
+                retries: Int(dev.int("retries") ?? 1), profile: profileName))
         }
         let profiles = used.values.compactMap { $0 }.sorted { $0.name < $1.name }
             .map { ProfileUse(name: $0.name, file: $0.file, text: $0.text, verified: $0.verified) }

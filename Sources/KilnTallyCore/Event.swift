@@ -9,6 +9,9 @@ public struct Event: Sendable, Hashable {
         /// A device answers but its heartbeat channel stopped counting: its values may be frozen.
         case heartbeatStopped = "heartbeat_stopped"
         case heartbeatResumed = "heartbeat_resumed"
+        /// A bus (serial line or TCP endpoint) cannot be opened; reported once per outage, not per attempt.
+        case busDown = "bus_down"
+        case busUp = "bus_up"
         case totalizerReset = "totalizer_reset"
         case totalizerRollover = "totalizer_rollover"
         case imbalance

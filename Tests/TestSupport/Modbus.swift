@@ -68,6 +68,55 @@ public struct PymodbusRegisterMap: Codable, Sendable {
     }
 }
 
+/// Faults the pymodbus peer injects for one unit id (see Tests/peers/modbus_server.py), counted over that unit's
+/// requests from 1.
+public struct PymodbusFault: Codable, Sendable {
+    /// Never answers: the client times out.
+    public var silent: Bool?
+    /// Requests 1...N are answered with exception 6 (server device busy).
+    public var busyFirst: Int?
+    /// A request covering any of these addresses (any table) is answered with exception 2.
+    public var illegalAddresses: [Int]?
+    /// Request N+1 closes the connection without an answer (TCP; once).
+    public var dropAfter: Int?
+    /// Every request is answered with this exception code (e.g. 11, a gateway's "target failed to respond").
+    public var exception: Int?
+
+    public init(silent: Bool? = nil, busyFirst: Int? = nil, illegalAddresses: [Int]? = nil, dropAfter: Int? = nil,
+                exception: Int? = nil) {
+        self.silent = silent
+        self.busyFirst = busyFirst
+        self.illegalAddresses = illegalAddresses
+        self.dropAfter = dropAfter
+        self.exception = exception
+    }
+
+    public static let silent = PymodbusFault(silent: true)
+
+    enum CodingKeys: String, CodingKey {
+        case silent
+        case busyFirst = "busy_first"
+        case illegalAddresses = "illegal_addresses"
+        case dropAfter = "drop_after"
+        case exception
+    }
+}
+
+/// One line of the pymodbus peer's request log: a request as pymodbus received it, before it was answered.
+public struct PymodbusRequest: Decodable, Sendable, Hashable {
+    /// Python's time.monotonic() at arrival, in seconds: compare entries of one log with each other only.
+    public var t: Double
+    /// The client connection it came on, numbered from 1.
+    public var conn: Int
+    public var unit: Int
+    public var fc: Int
+    public var address: Int?
+    public var count: Int?
+    /// What the peer did instead of answering normally: "silent", "busy", "illegal_address", "drop", "exception",
+    /// "illegal_function"; nil for a normal answer.
+    public var fault: String?
+}
+
 /// Tests/peers/modbus_server.py (pymodbus 3.16) as a real Modbus slave, over TCP on a free loopback port or over RTU
 /// on a serial device (one end of a `SocatPTYPair`). Stopped by PID; always stopped when the value goes away.
 public final class PymodbusServer: Sendable {
@@ -77,35 +126,57 @@ public final class PymodbusServer: Sendable {
     /// The serial device, for `startRTU`.
     public let device: String?
     public let unit: UInt8
+    /// The JSON-lines request log the peer writes (`--log`).
+    public let requestLogPath: String
 
-    private init(process: PeerProcess, port: Int, device: String?, unit: UInt8) {
+    private init(process: PeerProcess, port: Int, device: String?, unit: UInt8, requestLogPath: String) {
         self.process = process
         self.port = port
         self.device = device
         self.unit = unit
+        self.requestLogPath = requestLogPath
+    }
+
+    /// The script's arguments after the transport ones; writes the map and faults files into `dir`.
+    private static func commonArguments(
+        in dir: TemporaryDirectory, name: String, map: PymodbusRegisterMap, units: [UInt8], delayMs: Int,
+        faults: [UInt8: PymodbusFault]
+    ) throws -> (arguments: [String], requestLog: String) {
+        let mapPath = dir.file("\(name)-map.json")
+        try map.write(to: mapPath)
+        let requestLog = dir.file("\(name)-requests.jsonl")
+        var arguments = units.flatMap { ["--unit", String($0)] }
+            + ["--map", mapPath, "--delay-ms", String(delayMs), "--log", requestLog]
+        if !faults.isEmpty {
+            let faultsPath = dir.file("\(name)-faults.json")
+            let byUnit = Dictionary(uniqueKeysWithValues: faults.map { (String($0.key), $0.value) })
+            try JSONEncoder().encode(byUnit).write(to: URL(fileURLWithPath: faultsPath))
+            arguments += ["--faults", faultsPath]
+        }
+        return (arguments, requestLog)
     }
 
     /// Starts a Modbus TCP server on 127.0.0.1; `port` nil picks a free one (retrying if another process takes it
-    /// first), a given `port` restarts a server where clients expect it. `delayMs` delays every answer.
+    /// first), a given `port` restarts a server where clients expect it. `delayMs` delays every answer. `unit` and
+    /// `moreUnits` are served with the same map; `faults` are injected per unit id (which need not be served).
     public static func startTCP(
-        in dir: TemporaryDirectory, map: PymodbusRegisterMap, unit: UInt8 = 1, port: Int? = nil, delayMs: Int = 0,
-        name: String = "pymodbus-tcp"
+        in dir: TemporaryDirectory, map: PymodbusRegisterMap, unit: UInt8 = 1, moreUnits: [UInt8] = [],
+        faults: [UInt8: PymodbusFault] = [:], port: Int? = nil, delayMs: Int = 0, name: String = "pymodbus-tcp"
     ) async throws -> PymodbusServer {
-        let mapPath = dir.file("\(name)-map.json")
-        try map.write(to: mapPath)
+        let (common, requestLog) = try commonArguments(
+            in: dir, name: name, map: map, units: [unit] + moreUnits, delayMs: delayMs, faults: faults)
         var lastError: Error = PeerError("pymodbus did not start")
         for attempt in 0..<3 {
             let p = try port ?? FreePort.allocate()
             let process = try PeerProcess(
                 name: attempt == 0 ? name : "\(name)-\(attempt)", executable: RepoPaths.venvPython,
-                arguments: [RepoPaths.peerScript("modbus_server.py"), "--tcp", String(p), "--unit", String(unit),
-                            "--map", mapPath, "--delay-ms", String(delayMs)],
+                arguments: [RepoPaths.peerScript("modbus_server.py"), "--tcp", String(p)] + common,
                 logDirectory: dir.path)
             do {
                 try await process.waitUntil("pymodbus to serve on port \(p)") {
                     process.log().contains("modbus_server: serving") && FreePort.isListening(p)
                 }
-                return PymodbusServer(process: process, port: p, device: nil, unit: unit)
+                return PymodbusServer(process: process, port: p, device: nil, unit: unit, requestLogPath: requestLog)
             } catch {
                 process.stop()
                 lastError = error
@@ -119,14 +190,15 @@ public final class PymodbusServer: Sendable {
     /// and logged that it is serving.
     public static func startRTU(
         in dir: TemporaryDirectory, device: String, baud: Int = 19200, parity: String = "N",
-        map: PymodbusRegisterMap, unit: UInt8 = 1, delayMs: Int = 0, name: String = "pymodbus-rtu"
+        map: PymodbusRegisterMap, unit: UInt8 = 1, moreUnits: [UInt8] = [], faults: [UInt8: PymodbusFault] = [:],
+        delayMs: Int = 0, name: String = "pymodbus-rtu"
     ) async throws -> PymodbusServer {
-        let mapPath = dir.file("\(name)-map.json")
-        try map.write(to: mapPath)
+        let (common, requestLog) = try commonArguments(
+            in: dir, name: name, map: map, units: [unit] + moreUnits, delayMs: delayMs, faults: faults)
         let process = try PeerProcess(
             name: name, executable: RepoPaths.venvPython,
             arguments: [RepoPaths.peerScript("modbus_server.py"), "--rtu", device, "--baud", String(baud),
-                        "--parity", parity, "--unit", String(unit), "--map", mapPath, "--delay-ms", String(delayMs)],
+                        "--parity", parity] + common,
             logDirectory: dir.path)
         do {
             try await process.waitUntil("pymodbus to serve on \(device)") {
@@ -136,11 +208,21 @@ public final class PymodbusServer: Sendable {
             process.stop()
             throw error
         }
-        return PymodbusServer(process: process, port: 0, device: device, unit: unit)
+        return PymodbusServer(process: process, port: 0, device: device, unit: unit, requestLogPath: requestLog)
     }
 
     public func stop() { process.stop() }
     public func log() -> String { process.log() }
+
+    /// Every request the peer has received so far, in arrival order (the peer flushes each line as it arrives; a
+    /// line still being written is left out).
+    public func requestLog() throws -> [PymodbusRequest] {
+        let text = (try? String(contentsOfFile: requestLogPath, encoding: .utf8)) ?? ""
+        let decoder = JSONDecoder()
+        return try text.split(separator: "\n", omittingEmptySubsequences: true)
+            .filter { $0.hasSuffix("}") }
+            .map { try decoder.decode(PymodbusRequest.self, from: Data($0.utf8)) }
+    }
 }
 
 /// Two connected pseudo-terminals made by socat (`DIR/a` <-> `DIR/b`), a null-modem cable for RTU tests.
