@@ -84,6 +84,8 @@ public final class BusPoller: Sendable {
         var failures = 0
         /// A poll waiting for its next turn to retry a timed-out request.
         var pending: PollProgress?
+        /// The device's `heartbeat` channel (index) and its watch, if it has one.
+        var heartbeat: (channel: Int, watch: HeartbeatWatch)?
     }
 
     /// Whether the bus can be used, and if not, when to try again.
@@ -110,7 +112,14 @@ public final class BusPoller: Sendable {
 
     private func schedule(deliver: @Sendable ([Reading]) async -> Void, event: @Sendable (Event) async -> Void) async {
         let start = ContinuousClock.now
-        var state = devices.map { _ in DeviceState(next: start, slot: start) }
+        var state = devices.map { device in
+            var s = DeviceState(next: start, slot: start)
+            if let i = device.channels.firstIndex(where: { if case .heartbeat = $0.role { true } else { false } }),
+               case .heartbeat(let staleAfter)? = device.channels[i].role {
+                s.heartbeat = (i, HeartbeatWatch(staleAfter: staleAfter))
+            }
+            return s
+        }
         var link = Link()
         // Whether the last turn on the bus was a poll that got answers (so the bus is at the start of a quiet gap).
         var afterAnsweredPoll = false
@@ -215,7 +224,33 @@ public final class BusPoller: Sendable {
                 await event(Event(kind: .deviceUp, severity: .info, time: clock.now(), device: device.id,
                                   message: "device \(device.id) on bus \(bus.name) answers again", attributes: ["bus": bus.name]))
             }
-            await deliver(progress.readings)
+            var readings = progress.readings
+            if let (channel, _) = state[i].heartbeat, let beat = progress.slots[channel] {
+                if let transition = state[i].heartbeat!.watch.observe(beat, at: now) {
+                    await heartbeat(transition, device, channel: channel, staleAfter: state[i].heartbeat!.watch.staleAfter, event: event)
+                }
+                if state[i].heartbeat!.watch.isStale { HeartbeatWatch.markStale(&readings) }
+            }
+            await deliver(readings)
+        }
+    }
+
+    private func heartbeat(
+        _ transition: HeartbeatWatch.Transition, _ device: DeviceConfig, channel: Int, staleAfter: Duration,
+        event: @Sendable (Event) async -> Void
+    ) async {
+        let name = device.channels[channel].id
+        switch transition {
+        case .stopped:
+            let message = "device \(device.id) on bus \(bus.name) answers, but its heartbeat \(name) has not changed for \(staleAfter): its readings are marked stale"
+            logger.error("\(message)", metadata: ["device": "\(device.id)"])
+            await event(Event(kind: .heartbeatStopped, severity: .alarm, time: clock.now(), device: device.id, message: message,
+                              attributes: ["bus": bus.name, "channel": name.rawValue]))
+        case .resumed:
+            let message = "device \(device.id) on bus \(bus.name): heartbeat \(name) counts again"
+            logger.notice("\(message)", metadata: ["device": "\(device.id)"])
+            await event(Event(kind: .heartbeatResumed, severity: .info, time: clock.now(), device: device.id, message: message,
+                              attributes: ["bus": bus.name, "channel": name.rawValue]))
         }
     }
 
@@ -252,7 +287,7 @@ public final class BusPoller: Sendable {
             }
             let synced = clock.isSynchronized()
             await deliver(failedPoll.flatMap { polled ? $0.readings : nil }
-                          ?? devices[j].channels.indices.map { failed(devices[j], $0, .commFailure, synced) })
+                          ?? devices[j].channels.indices.map { failed(devices[j], $0, error, synced) })
         }
     }
 
@@ -315,7 +350,7 @@ public final class BusPoller: Sendable {
         let retries = down ? 0 : device.retries
         var progress = PollProgress(plan: plan, slots: .init(repeating: nil, count: device.channels.count),
                                     retries: retries, retriesLeft: retries)
-        for i in resting { progress.slots[i] = failed(device, i, .deviceFault, clock.isSynchronized()) }
+        for i in resting { progress.slots[i] = failed(device, i, .deviceFault, clock.isSynchronized(), exception: 2) }
         return progress
     }
 
@@ -344,7 +379,7 @@ public final class BusPoller: Sendable {
             } catch {
                 if Task.isCancelled { return true }
                 if error.isOpenFailure {
-                    fail(device, &p, from: p.next, .commFailure, synced)
+                    fail(device, &p, from: p.next, error, synced)
                     p.openFailure = error
                     return true
                 }
@@ -366,12 +401,10 @@ public final class BusPoller: Sendable {
                         refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
                     }
                     logger.debug("read failed", metadata: ["device": "\(device.id)", "address": "\(request.address)", "error": "\(error)"])
-                    for i in request.channels {
-                        p.slots[i] = failed(device, i, error.exception == nil || error.isSilence ? .commFailure : .deviceFault, synced)
-                    }
+                    for i in request.channels { p.slots[i] = failed(device, i, error, synced) }
                     // A silent device fails every request the same way: don't wait out a timeout per request.
                     if error.isSilence || error.isConnectionFailure {
-                        fail(device, &p, from: p.next + 1, .commFailure, synced)
+                        fail(device, &p, from: p.next + 1, error, synced)
                         return true
                     }
                 }
@@ -393,28 +426,43 @@ public final class BusPoller: Sendable {
             } catch {
                 if Task.isCancelled { return nil }
                 if error.isOpenFailure {
-                    for j in request.channels[k...] { p.slots[j] = failed(device, j, .commFailure, synced) }
-                    fail(device, &p, from: p.next + 1, .commFailure, synced)
+                    for j in request.channels[k...] { p.slots[j] = failed(device, j, error, synced) }
+                    fail(device, &p, from: p.next + 1, error, synced)
                     return error
                 }
                 if error.exception == .illegalDataAddress {
                     refused.withLock { $0[index, default: [:]][i] = ContinuousClock.now }
                     logger.warning("device \(device.id) on bus \(bus.name) refuses channel \(device.channels[i].id) (exception 2); it is left out of the merged requests and retried alone every \(Self.refusedRetryInterval)")
                 }
-                p.slots[i] = failed(device, i, error.exception == nil || error.isSilence ? .commFailure : .deviceFault, synced)
+                p.slots[i] = failed(device, i, error, synced)
             }
         }
         return nil
     }
 
-    /// Marks the channels of requests `from...` failed and ends the poll there.
-    private func fail(_ device: DeviceConfig, _ p: inout PollProgress, from first: Int, _ quality: Quality, _ synced: Bool) {
+    /// Marks the channels of requests `from...` failed as `error` failed the request before them (they were not
+    /// sent: the device is silent or the link is gone) and ends the poll there.
+    private func fail(_ device: DeviceConfig, _ p: inout PollProgress, from first: Int, _ error: ModbusError, _ synced: Bool) {
         if first < p.plan.count {
             for request in p.plan[first...] {
-                for i in request.channels { p.slots[i] = failed(device, i, quality, synced) }
+                for i in request.channels { p.slots[i] = failed(device, i, error, synced) }
             }
         }
         p.next = p.plan.count
+    }
+
+    /// The quality a failed read gives its channels: `timeout` when the device (or, by exception 11, the device
+    /// behind a gateway) did not answer, `device_fault` with the code when it answered with an exception,
+    /// `comm_failure` when the connection was lost, could not be opened, or carried something that is not Modbus.
+    static func quality(of error: ModbusError) -> (Quality, UInt8) {
+        if error.isTimeout || error.exception == .gatewayTargetFailedToRespond { return (.timeout, 0) }
+        if let exception = error.exception, !error.isSilence { return (.deviceFault, exception.rawValue) }
+        return (.commFailure, 0)
+    }
+
+    private func failed(_ device: DeviceConfig, _ i: Int, _ error: ModbusError, _ synced: Bool) -> Reading {
+        let (quality, code) = Self.quality(of: error)
+        return failed(device, i, quality, synced, exception: code)
     }
 
     /// Each device's merged plan, recomputed only when the set of channels left out of it changes (not every poll).
@@ -427,9 +475,9 @@ public final class BusPoller: Sendable {
         return plan
     }
 
-    private func failed(_ device: DeviceConfig, _ i: Int, _ quality: Quality, _ synced: Bool) -> Reading {
+    private func failed(_ device: DeviceConfig, _ i: Int, _ quality: Quality, _ synced: Bool, exception: UInt8 = 0) -> Reading {
         Reading(device: device.id, channel: device.channels[i].id, time: clock.now(), value: .none,
-                unit: device.channels[i].unit, quality: quality, clockSynchronized: synced)
+                unit: device.channels[i].unit, quality: quality, clockSynchronized: synced, exceptionCode: exception)
     }
 
     private func decode(_ device: DeviceConfig, _ i: Int, _ words: [UInt16], _ request: ReadRequest, _ time: UTCInstant, _ synced: Bool) -> Reading {

@@ -58,7 +58,7 @@ public enum ModbusFault: Sendable, Hashable {
     /// TCP: the connection is closed on receiving the request (the master sees it reset or closed). On a serial
     /// line there is no connection to drop: no answer, like `noReply`.
     case dropConnection
-    /// Bytes that are not a Modbus answer (a frame with a wrong length and, on RTU, a wrong CRC).
+    /// A frame that is not an answer to the request (an unknown function code; on RTU also a wrong CRC).
     case garbage
 }
 

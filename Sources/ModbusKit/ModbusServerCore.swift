@@ -374,7 +374,12 @@ public final class ModbusServerCore: @unchecked Sendable {
             append(record(buffers.request, length: length, time: arrived, replyBytes: 0))
             return .failed(LibModbus.Failure(call: "fault injection: drop connection", errno: ECONNRESET))
         case .garbage?:
-            let junk: [UInt8] = [0x5A, 0xA5, 0x00, 0xFF, 0x13, 0x37, 0x42]
+            // A complete frame the client can take apart but not accept: the request's framing with a function
+            // code that answers nothing (TCP: its transaction id and a consistent length; RTU: a wrong CRC), so the
+            // client reports bad data at once instead of waiting for bytes that never come.
+            let junk: [UInt8] = checksumLength == 0
+                ? [buffers.request[0], buffers.request[1], 0, 0, 0, 3, buffers.request[6], 0x41, 0x00]
+                : [buffers.request[0], 0x41, 0x00, 0xDE, 0xAD]
             append(record(buffers.request, length: length, time: arrived, replyBytes: junk.count))
             _ = junk.withUnsafeBytes { LibModbus.writeAll(fd, $0, isSocket: checksumLength == 0) }
             return .answered

@@ -36,6 +36,7 @@ struct PollerInteropTests {
             #expect(byName["count"]?.value == .uint(7) && byName["count"]?.quality == .good)
             #expect(byName["total"]?.value == .uint(100_000) && byName["total"]?.quality == .good)
             #expect(byName["missing"]?.quality == .deviceFault && byName["missing"]?.value == ReadingValue.none)
+            #expect(byName["missing"]?.exceptionCode == 2)
             if round == 0 {
                 #expect(error?.exception == .illegalDataAddress, "the first poll meets the refusal")
             } else {
