@@ -161,10 +161,13 @@ public final class PymodbusServer: Sendable {
     /// `moreUnits` are served with the same map; `faults` are injected per unit id (which need not be served).
     public static func startTCP(
         in dir: TemporaryDirectory, map: PymodbusRegisterMap, unit: UInt8 = 1, moreUnits: [UInt8] = [],
-        faults: [UInt8: PymodbusFault] = [:], port: Int? = nil, delayMs: Int = 0, name: String = "pymodbus-tcp"
+        faults: [UInt8: PymodbusFault] = [:], port: Int? = nil, delayMs: Int = 0, name: String = "pymodbus-tcp",
+        rtuFraming: Bool = false
     ) async throws -> PymodbusServer {
-        let (common, requestLog) = try commonArguments(
+        var (common, requestLog) = try commonArguments(
             in: dir, name: name, map: map, units: [unit] + moreUnits, delayMs: delayMs, faults: faults)
+        // RTU frames (unit id, PDU, CRC) over TCP, as a serial device server carries them.
+        if rtuFraming { common += ["--tcp-framer", "rtu"] }
         var lastError: Error = PeerError("pymodbus did not start")
         for attempt in 0..<3 {
             let p = try port ?? FreePort.allocate()
@@ -255,6 +258,38 @@ public final class SocatPTYPair: Sendable {
             throw error
         }
         return SocatPTYPair(process: process, a: a, b: b)
+    }
+
+    public func stop() { process.stop() }
+}
+
+/// The documented RTU-over-TCP recipe: socat makes a local pty (`DIR/NAME`) whose bytes go to and come from a TCP
+/// endpoint (a serial device server in raw "TCP server" mode), so an RTU client can use the pty.
+public final class SocatTCPBridge: Sendable {
+    public let process: PeerProcess
+    public let pty: String
+
+    private init(process: PeerProcess, pty: String) {
+        self.process = process
+        self.pty = pty
+    }
+
+    public static func start(in dir: TemporaryDirectory, host: String = "127.0.0.1", port: Int, name: String = "socat-bridge") async throws -> SocatTCPBridge {
+        let exe = ["/usr/bin/socat", "/bin/socat"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let exe else { throw PeerError("socat is not installed (run deploy/setup.sh)") }
+        let pty = dir.file(name)
+        let process = try PeerProcess(name: name, executable: exe,
+                                      arguments: ["-d", "-d", "pty,raw,echo=0,link=\(pty)", "tcp:\(host):\(port)"],
+                                      logDirectory: dir.path)
+        do {
+            try await process.waitUntil("socat to bridge \(pty) to \(host):\(port)") {
+                FileManager.default.fileExists(atPath: pty) && process.log().contains("starting data transfer loop")
+            }
+        } catch {
+            process.stop()
+            throw error
+        }
+        return SocatTCPBridge(process: process, pty: pty)
     }
 
     public func stop() { process.stop() }

@@ -261,8 +261,11 @@ async def serve(args: argparse.Namespace) -> None:
     units = args.unit or [1]
     devices = [build_device(unit, tables) for unit in units]
     if args.tcp is not None:
-        server = ModbusTcpServer(devices, framer=FramerType.SOCKET, address=(args.host, args.tcp))
-        where = f"tcp {args.host}:{args.tcp}"
+        # --tcp-framer rtu: raw RTU frames (unit id, PDU, CRC) over TCP, as a serial device server in "TCP server"
+        # mode carries them; libmodbus has no client for that, which is what the socat pty recipe is for.
+        framer = FramerType.RTU if args.tcp_framer == "rtu" else FramerType.SOCKET
+        server = ModbusTcpServer(devices, framer=framer, address=(args.host, args.tcp))
+        where = f"tcp {args.host}:{args.tcp}" + (" (RTU framing)" if args.tcp_framer == "rtu" else "")
     else:
         server = ModbusSerialServer(
             devices, framer=FramerType.RTU, port=args.rtu, baudrate=args.baud, parity=args.parity,
@@ -292,6 +295,8 @@ def main() -> None:
     where.add_argument("--tcp", type=int, metavar="PORT")
     where.add_argument("--rtu", metavar="DEVICE")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--tcp-framer", default="socket", choices=["socket", "rtu"],
+                        help="with --tcp: Modbus TCP (MBAP, the default) or RTU frames over TCP")
     parser.add_argument("--baud", type=int, default=19200)
     parser.add_argument("--parity", default="N", choices=["N", "E", "O"])
     parser.add_argument("--unit", type=int, action="append", help="a unit id served with the map (repeatable)")
