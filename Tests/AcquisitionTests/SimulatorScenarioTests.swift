@@ -146,6 +146,18 @@ struct SimulatorWireTests {
         #expect(sims[1].requestLog.allSatisfy { (1...4).contains($0.functionCode) })
     }
 
+    @Test("the example scenario in deploy/ loads, and its daemon config is valid")
+    func exampleScenario() throws {
+        let scenario = try Scenario.load(file: RepoPaths.root.appendingPathComponent("deploy/scenario.example.toml").path)
+        #expect(scenario.devices.map(\.name) == ["wb-north", "msw-belt", "sludge-pump", "rdf-belt"])
+        #expect(scenario.devices[0].parameters.trucks.count == 31)
+        #expect(scenario.devices[3].parameters.faults.map(\.fault) == [.noReply, .exception(6), .dropConnection])
+        let config = try KilnTallyTestConfig.acquisition("[profiles]\ndirs = []\n"
+            + scenario.devices.enumerated().map { $1.daemonConfig(port: 1000 + $0) }.joined())
+        #expect(config.devices.count == 4)
+        #expect(config.devices.allSatisfy { d in d.channels.contains { $0.role != nil } })
+    }
+
     @Test("a scenario mistake names the file, line and key")
     func scenarioErrors() {
         do {
