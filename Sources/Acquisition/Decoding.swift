@@ -132,7 +132,7 @@ extension RegisterDecoder {
 
 extension RegisterDecoder {
     /// The reading of channel `ch` from the words of the request that read it (starting at `requestAddress`), as a
-    /// poll delivers it: bits as bools; a sentinel as quality invalid with no value ("no value" from the device is
+    /// poll delivers it: bits as bools; a sentinel or a NaN/infinite float as quality invalid with no value ("no value" from the device is
     /// never a number in any sum); anything else decoded, scaled, quality good — each with its raw registers.
     public static func reading(
         device: DeviceID, channel ch: ChannelConfig, words: [UInt16], requestAddress: Int, time: UTCInstant,
@@ -145,7 +145,11 @@ extension RegisterDecoder {
                            quality: .good, clockSynchronized: synced, raw: Array(slice))
         }
         let decoded = decode(slice, channel: ch)
-        if isSentinel(decoded, ch.sentinels) {
+        // A sentinel, or a float that is not a number (NaN, ±infinity: a device's way of saying "no value", or a
+        // word-order mistake): never a number in any sum.
+        var notANumber = false
+        if case .double(let d) = decoded { notANumber = !d.isFinite }
+        if notANumber || isSentinel(decoded, ch.sentinels) {
             return Reading(device: device, channel: ch.id, time: time, value: .none, unit: ch.unit, quality: .invalid,
                            clockSynchronized: synced, raw: Array(slice))
         }

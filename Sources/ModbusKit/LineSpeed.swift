@@ -16,9 +16,11 @@
 /// - Not modelled (taken as zero): the slave's processing time, gaps between characters inside a frame (up to t1.5
 ///   is legal), the master's own turnaround. So the result is the lower bound no poller can beat on that line.
 ///
-/// The servers send the whole reply once this time has passed since the request arrived: the reply reaches the
-/// client all at once at the moment its last character would have, rather than trickling in a character at a time
-/// (so the client's byte timeout never comes into play).
+/// The servers send the whole reply once request + t3.5 + reply (`replyDelay`) has passed since the request arrived:
+/// the reply reaches the client all at once at the moment its last character would have, rather than trickling in
+/// a character at a time (so the client's byte timeout never comes into play). The trailing t3.5 is the master's to
+/// keep before its next request (kilntally's bus `pause`); `transactionTime`, the lower bound a poll cycle is
+/// measured against, counts it.
 public struct LineSpeed: Sendable, Hashable, CustomStringConvertible {
     public var baud: Int
     public var bitsPerCharacter: Int
@@ -54,6 +56,11 @@ public struct LineSpeed: Sendable, Hashable, CustomStringConvertible {
         }
         // Two gaps of 3.5 characters = 7 characters; counted in half bits to stay in integers.
         return Self.nanoseconds(bits: 2 * characterBits + 14 * Int64(bitsPerCharacter), halves: true, baud: baud)
+    }
+
+    /// When the reply's last character is on the wire, from the start of the request: request, t3.5, reply.
+    public func replyDelay(requestBytes: Int, replyBytes: Int) -> Duration {
+        transactionTime(requestBytes: requestBytes, replyBytes: replyBytes) - frameGap
     }
 
     /// Bytes of the RTU frame that carries a PDU of `pduBytes`: unit id + PDU + 2 CRC bytes.

@@ -409,7 +409,7 @@ public final class ModbusServerCore: @unchecked Sendable {
         append(record(buffers.request, length: length, time: arrived, replyBytes: replyLength))
         guard replyLength > 0 else { return .answered }  // an RTU broadcast: no reply
         if let lineSpeed {
-            let wire = lineSpeed.transactionTime(requestBytes: rtuBytes(length), replyBytes: rtuBytes(replyLength))
+            let wire = lineSpeed.replyDelay(requestBytes: rtuBytes(length), replyBytes: rtuBytes(replyLength))
             guard pause(until: arrived + wire, wakeRead: pipes.wakeRead) else { return .stopping }
         }
         requests.add(1, ordering: .releasing)

@@ -60,8 +60,9 @@ struct Simulate: AsyncParsableCommand {
             RTU on a pty pair, e.g. for a bus configured on /tmp/ttyV0:
               socat pty,raw,echo=0,link=/tmp/ttyV0 pty,raw,echo=0,link=/tmp/ttyV1 &
               kilntally simulate --rtu /tmp/ttyV1 --line-speed 9600
-            --line-speed delays each reply by the time the transaction would keep a real RTU line busy at that baud
-            rate: (request + reply bytes) × 11 bits / baud plus two 3.5-character silences (1.75 ms each above 19200).
+            --line-speed delays each reply until its last character would be on a real RTU line at that baud rate:
+            (request + reply bytes) × 11 bits / baud plus the 3.5-character silence between them (1.75 ms above
+            19200); the silence after the reply is the master's to keep (kilntally's bus pause).
             """)
 
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free port and prints it).")

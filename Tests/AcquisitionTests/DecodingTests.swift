@@ -96,4 +96,19 @@ struct DecodingTests {
         #expect(c.registerCount == regs.count)
         #expect(RegisterDecoder.decode(regs[...], channel: c) == .string(expected))
     }
+
+    @Test("a float that is not a number is a decode error: quality invalid, no value, raw registers kept", arguments: [
+        // IEEE 754 single: quiet NaN 0x7FC00000, +infinity 0x7F800000, -infinity 0xFF800000; double quiet NaN.
+        ([UInt16(0x7FC0), 0x0000], ValueType.float32), ([0x7F80, 0x0000], .float32), ([0xFF80, 0x0000], .float32),
+        ([0x7FF8, 0x0000, 0x0000, 0x0000], .float64),
+    ])
+    func notANumber(regs: [UInt16], type: ValueType) {
+        let r = RegisterDecoder.reading(device: "d", channel: ch(type), words: regs, requestAddress: 0,
+                                        time: UTCInstant(nanosecondsSinceEpoch: 0), clockSynchronized: true)
+        #expect(r.quality == .invalid && r.value == ReadingValue.none && r.raw == regs)
+        // 1.5 (0x3FC00000) is an ordinary value.
+        let ok = RegisterDecoder.reading(device: "d", channel: ch(.float32), words: [0x3FC0, 0], requestAddress: 0,
+                                         time: UTCInstant(nanosecondsSinceEpoch: 0), clockSynchronized: true)
+        #expect(ok.quality == .good && ok.value == .double(1.5))
+    }
 }

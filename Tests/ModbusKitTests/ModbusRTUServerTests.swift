@@ -132,9 +132,11 @@ struct ModbusRTUServerTests {
     func lineSpeedDelaysReplies(transport: String) async throws {
         let speed = LineSpeed(baud: 9600)
         // Ten holding registers: request 8 bytes, reply 5 + 20 = 25 bytes as RTU frames:
-        // (8 + 25) × 11 bits + 2 × 3.5 × 11 bits = 440 bits = 45.83 ms at 9600 baud.
-        let expected = Duration.nanoseconds(45_833_334)
-        #expect(speed.transactionTime(requestBytes: 8, replyBytes: 25) == expected)
+        // (8 + 25) × 11 bits + 2 × 3.5 × 11 bits = 440 bits = 45.83 ms at 9600 baud for the transaction; the reply
+        // is complete one t3.5 (38.5 bits, 4.01 ms) before its end: 401.5 bits = 41.82 ms.
+        #expect(speed.transactionTime(requestBytes: 8, replyBytes: 25) == .nanoseconds(45_833_334))
+        let expected = Duration.nanoseconds(41_822_917)
+        #expect(speed.replyDelay(requestBytes: 8, replyBytes: 25) == expected)
         let line: Line?
         let client: ModbusClient
         let tcp: ModbusTCPServer?
