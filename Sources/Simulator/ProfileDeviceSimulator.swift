@@ -7,8 +7,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// Serves one simulated device laid out by a device profile (or any channel list) over Modbus TCP with the
-/// libmodbus server. What it does follows the channels' roles: a `weight` channel makes it a weighbridge with
+/// Serves one simulated device laid out by a device profile (or any channel list) over Modbus TCP, or Modbus RTU on
+/// a serial device (one end of a socat pty pair), with the libmodbus server. What it does follows the channels' roles: a `weight` channel makes it a weighbridge with
 /// trucks (the stability bit, range bits and ticket number move with them), `rate`/`totalizer` channels make it a
 /// feeder whose counters roll over at their width, a `level` channel moves slowly, a `heartbeat` counts.
 public final class ProfileDeviceSimulator: Sendable {
@@ -28,7 +28,22 @@ public final class ProfileDeviceSimulator: Sendable {
         public var faults: [ScheduledFault] = []
         /// Replies delayed by their wire time at this baud rate.
         public var lineSpeed: LineSpeed?
+        /// Serve Modbus RTU on a serial device instead of TCP.
+        public var rtu: SerialEndpoint?
         public init() {}
+    }
+
+    public struct SerialEndpoint: Sendable, Hashable {
+        public var device: String
+        public var baud: Int
+        public var parity: ModbusParity
+        public var unit: UInt8
+        public init(device: String, baud: Int = 9600, parity: ModbusParity = .even, unit: UInt8 = 1) {
+            self.device = device
+            self.baud = baud
+            self.parity = parity
+            self.unit = unit
+        }
     }
 
     public struct ScheduledFault: Sendable, Hashable {
@@ -45,7 +60,9 @@ public final class ProfileDeviceSimulator: Sendable {
     public let name: String
     public let channels: [ChannelConfig]
     public let parameters: Parameters
-    private let server: ModbusTCPServer
+    private let server: any ModbusServer
+    /// Where it serves: "127.0.0.1:1502" or "/tmp/ttyV1 (RTU unit 3)".
+    public let endpoint: String
     private let state: Mutex<State>
     private let logger: Logger
 
@@ -66,24 +83,32 @@ public final class ProfileDeviceSimulator: Sendable {
         func size(_ tables: Set<RegisterTable>) -> Int {
             channels.filter { tables.contains($0.table) }.map { $0.address + $0.registerCount }.max() ?? 0
         }
-        server = try ModbusTCPServer(host: host, port: port, counts: .init(
+        let counts = ModbusRegisterCounts(
             coils: size([.coil]), discreteInputs: size([.discrete]), holdingRegisters: size([.holding]),
-            inputRegisters: size([.input])), lineSpeed: parameters.lineSpeed, logger: logger)
+            inputRegisters: size([.input]))
+        if let rtu = parameters.rtu {
+            server = try ModbusRTUServer(device: rtu.device, baud: rtu.baud, parity: rtu.parity, unit: rtu.unit,
+                                         counts: counts, lineSpeed: parameters.lineSpeed, logger: logger)
+            endpoint = "\(rtu.device) (RTU unit \(rtu.unit), \(rtu.baud) baud)"
+        } else {
+            server = try ModbusTCPServer(host: host, port: port, counts: counts, lineSpeed: parameters.lineSpeed, logger: logger)
+            endpoint = "\(host):\(port)"
+        }
         state = Mutex(State(random: SeededRandom(seed: parameters.seed),
                             weighbridge: WeighbridgeModel(trucks: parameters.trucks, divisionKilograms: parameters.divisionKilograms,
                                                           firstTicket: parameters.firstTicket),
                             feeder: parameters.feeder))
     }
 
-    /// Starts listening with the registers at their start values; returns the bound port.
+    /// Starts serving with the registers at their start values; returns the bound TCP port (0 on a serial line).
     @discardableResult
     public func start() throws(ModbusError) -> Int {
         try server.start()
         step(to: .zero)
-        return server.port
+        return port
     }
 
-    public var port: Int { server.port }
+    public var port: Int { (server as? ModbusTCPServer)?.port ?? 0 }
     public var requestLog: [ModbusRequestRecord] { server.requestLog }
     public func stop() { server.stop() }
 

@@ -14,6 +14,8 @@ public struct Scenario: Sendable {
         public var parameters: ProfileDeviceSimulator.Parameters
         /// The plant parameters the daemon's config must add to the profile (max_rate, zero_band, …).
         public var plantParameters: [ChannelID: [String]]
+        /// For a device served on a serial line: the device the daemon reads from.
+        public var rtuClient: String?
     }
 
     public var seed: UInt64
@@ -29,6 +31,11 @@ public struct Scenario: Sendable {
                 ConfigKey("name", .string, required: true, doc: "Device name (also used in the daemon config printed by --print-config)."),
                 ConfigKey("profile", .string, required: true, doc: "The device profile whose registers are served."),
                 ConfigKey("listen", .string, default: .string("127.0.0.1:0"), doc: "HOST:PORT to serve Modbus TCP on; port 0 picks a free one (printed)."),
+                ConfigKey("rtu", .string, doc: "Serve Modbus RTU on this serial device instead of TCP (e.g. one end of a socat pty pair)."),
+                ConfigKey("rtu_client", .string, doc: "With `rtu`: the device the daemon reads from (the pty pair's other end), for --write-config."),
+                ConfigKey("baud", .integer(min: 300, max: 1_000_000), default: .integer(9600), doc: "With `rtu`: baud rate."),
+                ConfigKey("parity", .oneOf(["none", "even", "odd"]), default: .string("even"), doc: "With `rtu`: parity."),
+                ConfigKey("unit_id", .integer(min: 1, max: 247), default: .integer(1), doc: "With `rtu`: the unit id served (others get silence, as on a real line)."),
                 ConfigKey("trucks", .integer(min: 0, max: 10_000), default: .integer(0), doc: "Weighbridge: this many trucks made up from the seed (gross 20-40 t, tare 12-16 t)."),
                 ConfigKey("truck_every", .duration, default: .string("40s"), doc: "Weighbridge: mean time between made-up trucks."),
                 ConfigKey("outbound_after", .duration, default: .string("30s"), doc: "Weighbridge: time from a made-up truck's inbound pass to its outbound pass."),
@@ -108,6 +115,19 @@ public struct Scenario: Sendable {
             p.beltSpeed = dev.double("belt_speed") ?? 1.2
             if profile.name == "siemens-bw500" { p.fixed["device_id"] = 2 }
             p.lineSpeed = dev.int("line_speed").map { LineSpeed(baud: Int($0)) }
+            if let rtu = dev.string("rtu") {
+                let parity: ModbusParity = switch dev.string("parity") {
+                case "none": .none
+                case "odd": .odd
+                default: .even
+                }
+                p.rtu = .init(device: rtu, baud: Int(dev.int("baud") ?? 9600), parity: parity, unit: UInt8(dev.int("unit_id") ?? 1))
+                if !dev.has("rtu_client") { dev.error("rtu_client", "with `rtu`, give the device the daemon reads from (the other end of the pty pair)") }
+            } else {
+                for key in ["rtu_client", "baud", "parity", "unit_id"] where dev.has(key) {
+                    dev.error(key, "`\(key)` is only for a device served on a serial line (`rtu`)")
+                }
+            }
             p.faults = dev.tables("fault").map { f in
                 let fault: ModbusFault = switch f.string("kind") {
                 case "exception": .exception(UInt8(f.int("code") ?? 6))
@@ -118,7 +138,8 @@ public struct Scenario: Sendable {
                 return .init(start: f.duration("after") ?? .zero, duration: f.duration("duration") ?? .seconds(1), fault: fault)
             }
             var device = Device(name: name, profile: profile.name, host: String(listen[..<colon]), port: port,
-                                channels: profile.channels, parameters: p, plantParameters: profile.plantParameters)
+                                channels: profile.channels, parameters: p, plantParameters: profile.plantParameters,
+                                rtuClient: dev.string("rtu_client"))
             // The channels with every role complete, exactly as the daemon will see them with the config this
             // device prints (the profile alone leaves the plant's parameters, and so some roles, open).
             if let full = try? Self.daemonView(of: device, profileDirectories: library.userDirectories) {
@@ -149,21 +170,47 @@ extension Scenario.Device {
     /// The `[[bus]]` and `[[device]]` sections of a daemon config that polls this device on `port`, with plausible
     /// values for the plant parameters its profile leaves open.
     public func daemonConfig(port: Int, pollInterval: String = "500ms") -> String {
-        var text = """
-            [[bus]]
-            name = "sim-\(name)"
-            kind = "tcp"
-            host = "\(host == "0.0.0.0" ? "127.0.0.1" : host)"
-            port = \(port)
-            response_timeout = "500ms"
+        var text: String
+        if let rtu = parameters.rtu {
+            let parity = switch rtu.parity {
+            case .none: "none"
+            case .odd: "odd"
+            case .even: "even"
+            }
+            text = """
+                [[bus]]
+                name = "sim-\(name)"
+                kind = "rtu"
+                device = "\(rtuClient ?? rtu.device)"
+                baud = \(rtu.baud)
+                parity = "\(parity)"
+                response_timeout = "500ms"
 
-            [[device]]
-            name = "\(name)"
-            bus = "sim-\(name)"
-            poll_interval = "\(pollInterval)"
-            profile = "\(profile)"
+                [[device]]
+                name = "\(name)"
+                bus = "sim-\(name)"
+                unit_id = \(rtu.unit)
+                poll_interval = "\(pollInterval)"
+                profile = "\(profile)"
 
-            """
+                """
+        } else {
+            text = """
+                [[bus]]
+                name = "sim-\(name)"
+                kind = "tcp"
+                host = "\(host == "0.0.0.0" ? "127.0.0.1" : host)"
+                port = \(port)
+                response_timeout = "500ms"
+
+                [[device]]
+                name = "\(name)"
+                bus = "sim-\(name)"
+                poll_interval = "\(pollInterval)"
+                profile = "\(profile)"
+
+                """
+        }
         for (channel, params) in plantParameters.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             text += "  [[device.channel]]\n  name = \"\(channel)\"\n"
             for p in params {

@@ -32,7 +32,7 @@ extension Simulate {
             let port = try sim.start()
             simulators.append((device, sim))
             config += device.daemonConfig(port: port)
-            print("simulating \(device.name) (\(device.profile)) on \(device.host):\(port)")
+            print("simulating \(device.name) (\(device.profile)) on \(device.parameters.rtu == nil ? "\(device.host):\(port)" : sim.endpoint)")
         }
         if let writeConfig { try writeFile(writeConfig, config) }
         fflush(nil)

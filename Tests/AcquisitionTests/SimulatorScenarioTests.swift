@@ -146,6 +146,47 @@ struct SimulatorWireTests {
         #expect(sims[1].requestLog.allSatisfy { (1...4).contains($0.functionCode) })
     }
 
+    @Test("a scenario device served on one end of a socat pty pair is read over RTU with the config it writes")
+    func scenarioOverRTU() async throws {
+        let dir = try TemporaryDirectory()
+        let pty = try await SocatPTYPair.start(in: dir)
+        defer { pty.stop() }
+        let scenario = try Scenario.load(text: """
+            [[device]]
+            name = "wb-south"
+            profile = "flintec-ft112"
+            rtu = "\(pty.b)"
+            rtu_client = "\(pty.a)"
+            baud = 19200
+            parity = "none"
+            unit_id = 7
+              [[device.truck]]
+              vehicle = "ZJ-B777"
+              arrive = "0s"
+              gross = 28000
+              tare = 12000
+            """, file: "s.toml")
+        var logger = Logger(label: "sim-rtu")
+        logger.logLevel = .critical
+        let d = scenario.devices[0]
+        let sim = try ProfileDeviceSimulator(name: d.name, channels: d.channels, host: d.host, port: d.port,
+                                             parameters: d.parameters, logger: logger)
+        try sim.start()
+        defer { sim.stop() }
+        let config = try KilnTallyTestConfig.acquisition("[profiles]\ndirs = []\n" + d.daemonConfig(port: 0))
+        #expect(config.buses[0].transport == .rtu(device: pty.a, baud: 19200, parity: .none, dataBits: 8, stopBits: 1))
+        let poller = try BusPoller(bus: config.buses[0], devices: config.devices, clock: SystemClock(), logger: logger)
+        defer { poller.shutdownClient() }
+        sim.step(to: .seconds(7))
+        let (readings, error) = await poller.poll(config.devices[0], index: 0)
+        #expect(error == nil)
+        let r = Dictionary(uniqueKeysWithValues: readings.map { ($0.channel.rawValue, $0) })
+        // FT-112 polarity: the unstable bit (role motion) is clear while the truck stands still.
+        #expect(r["actual"]?.value == .int(28_000) && r["unstable"]?.value == .bool(false))
+        #expect(r["ticket_no"]?.value == .uint(1))
+        #expect(sim.requestLog.allSatisfy { $0.unit == 7 && $0.functionCode == 3 })
+    }
+
     @Test("the example scenario in deploy/ loads, and its daemon config is valid")
     func exampleScenario() throws {
         let scenario = try Scenario.load(file: RepoPaths.root.appendingPathComponent("deploy/scenario.example.toml").path)
