@@ -14,6 +14,7 @@ struct Probe: AsyncParsableCommand {
               kilntally probe --host 10.20.0.15 --unit 3 --table holding --address 1009 --count 8
               kilntally probe --serial /dev/ttyUSB0 --baud 9600 --parity even --unit 1 --address 0 --count 4
               kilntally probe --config /etc/kilntally/kilntally.toml --bus kiln-plc --unit 3 --address 1009 --count 8
+              kilntally probe --config /etc/kilntally/kilntally.toml --device msw-belt --address 1009 --count 12
             """)
 
     @Option(help: "Modbus TCP host.") var host: String?
@@ -25,6 +26,7 @@ struct Probe: AsyncParsableCommand {
     @Option(name: .customLong("stop-bits"), help: "RTU stop bits.") var stopBits: Int = 1
     @Option(help: "Take the connection from this configuration's --bus.") var config: String?
     @Option(help: "Bus name in --config.") var bus: String?
+    @Option(help: "Device name in --config: its bus and unit id (instead of --bus and --unit).") var device: String?
     @Option(help: "Unit (slave) id.") var unit: UInt8 = 1
     @Option(help: "coil, discrete, holding or input.") var table: String = "holding"
     @Option(help: "0-based protocol address of the first register.") var address: Int = 0
@@ -37,6 +39,7 @@ struct Probe: AsyncParsableCommand {
             throw ValidationError("--count must be 1-125 registers (1-2000 bits) within addresses 0-65535")
         }
         let transport: ModbusTransport
+        var unit = self.unit
         if let config {
             let c: KilnTallyConfiguration
             do { c = try KilnTallyConfiguration.load(file: config) } catch {
@@ -44,8 +47,16 @@ struct Probe: AsyncParsableCommand {
                 print(error.description, to: &stderr)
                 throw ExitCode(KilnTallyExit.configError.rawValue)
             }
-            guard let b = c.acquisition.buses.first(where: { $0.name == bus }) else {
-                throw ValidationError("--bus must name a [[bus]] of \(config): \(c.acquisition.buses.map(\.name).joined(separator: ", "))")
+            var busName = bus
+            if let device {
+                guard let d = c.acquisition.devices.first(where: { $0.id.rawValue == device }) else {
+                    throw ValidationError("--device must name a [[device]] of \(config): \(c.acquisition.devices.map(\.id.rawValue).joined(separator: ", "))")
+                }
+                busName = d.bus
+                unit = d.unitID
+            }
+            guard let b = c.acquisition.buses.first(where: { $0.name == busName }) else {
+                throw ValidationError("--bus (or --device) must name a [[bus]] of \(config): \(c.acquisition.buses.map(\.name).joined(separator: ", "))")
             }
             transport = b.transport
         } else if let serial {
@@ -54,7 +65,7 @@ struct Probe: AsyncParsableCommand {
         } else if let host {
             transport = .tcp(host: host, port: port)
         } else {
-            throw ValidationError("give --host, --serial, or --config with --bus")
+            throw ValidationError("give --host, --serial, or --config with --bus or --device")
         }
         var logger = Logger(label: "kilntally-probe")
         logger.logLevel = .critical

@@ -33,4 +33,40 @@ struct ProbeCommandTests {
         #expect(try await p.waitForExit() == 1)
         #expect(p.log().contains("Modbus exception 2"), "\(p.log())")
     }
+
+    @Test("--device takes the bus and unit id from the configuration")
+    func byDeviceName() async throws {
+        let dir = try TemporaryDirectory()
+        let server = try await PymodbusServer.startTCP(in: dir, map: PymodbusRegisterMap(size: 8, holding: [0, 0, 4242]), unit: 5)
+        defer { server.process.stop() }
+        let config = dir.file("k.toml")
+        try """
+            [node]
+            site = "s"
+            name = "n"
+            [mqtt]
+            host = "127.0.0.1"
+            [profiles]
+            dirs = []
+            [[bus]]
+            name = "plc"
+            kind = "tcp"
+            host = "127.0.0.1"
+            port = \(server.port)
+            [[device]]
+            name = "feeder"
+            bus = "plc"
+            unit_id = 5
+              [[device.channel]]
+              name = "x"
+              register = 40003
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let p = try PeerProcess(name: "probe-device", executable: try RepoPaths.builtProduct("kilntally"),
+                                arguments: ["probe", "--config", config, "--device", "feeder", "--address", "2", "--count", "1"],
+                                logDirectory: dir.path)
+        #expect(try await p.waitForExit() == 0, "\(p.log())")
+        #expect(p.log().contains("unit 5 holding 2"), "\(p.log())")
+        #expect(p.log().contains("4242"), "\(p.log())")
+        #expect(try server.requestLog().allSatisfy { $0.unit == 5 && $0.fc == 3 })
+    }
 }
