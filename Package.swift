@@ -57,6 +57,9 @@ let package = Package(
             "KilnTallyCore", "ModbusKit", "Acquisition",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Per-shift accounting: shift calendar, totalizers, integration, weighbridge tickets, reports, hash chain.
+        // Pure and deterministic: readings and clock ticks in, records and a checkpoint out; no Modbus, MQTT, files.
+        .target(name: "Tally", dependencies: ["KilnTallyCore"]),
         // Wires the services together.
         .target(name: "KilnTallyDaemon", dependencies: [
             "KilnTallyCore", "Acquisition", "RingStore", "Uplink",
@@ -93,6 +96,7 @@ let package = Package(
         .testTarget(name: "AcquisitionTests", dependencies: [
             "Acquisition", "KilnTallyCore", "ModbusKit", "Simulator", "TestSupport", .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "TallyTests", dependencies: ["Tally", "KilnTallyCore", "TestSupport"]),
         .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore", "TestSupport", "RingStoreCrashWriter"]),
         // Appends to a ring store until killed; the crash-loop test kills it with SIGKILL at random moments.
         .executableTarget(name: "RingStoreCrashWriter", dependencies: ["RingStore", "TestSupport",
