@@ -1,7 +1,7 @@
 import KilnTallyCore
 
 /// A shift is named by the local date it starts on and its name: `2026-11-23/B`.
-public struct ShiftID: Sendable, Hashable, Comparable, CustomStringConvertible {
+public struct ShiftID: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     /// The local calendar date the shift starts on, `YYYY-MM-DD`.
     public var localDate: String
     public var name: String
@@ -28,7 +28,7 @@ public struct ShiftID: Sendable, Hashable, Comparable, CustomStringConvertible {
 /// One concrete shift: its id, its bounds in UTC (start inclusive, end exclusive), the crew on duty if the plant
 /// rotates crews, and its local start and end as RFC 3339 with the offset in force at each (they differ across a
 /// daylight-saving change, which is how a 7- or 9-hour shift shows).
-public struct Shift: Sendable, Hashable {
+public struct Shift: Sendable, Hashable, Codable {
     public var id: ShiftID
     public var start: UTCInstant
     public var end: UTCInstant
