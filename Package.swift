@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "Tally", dependencies: ["KilnTallyCore"]),
         // Wires the services together.
         .target(name: "KilnTallyDaemon", dependencies: [
-            "KilnTallyCore", "Acquisition", "RingStore", "Uplink",
+            "KilnTallyCore", "Acquisition", "RingStore", "Uplink", "Tally",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -103,7 +103,7 @@ let package = Package(
                                                                        .product(name: "Logging", package: "swift-log")],
                           path: "Tests/RingStoreCrashWriter"),
         .testTarget(name: "SkeletonTests", dependencies: [
-            "KilnTallyCore", "KilnTallyDaemon", "Simulator", "TestSupport", "RingStore",
+            "KilnTallyCore", "KilnTallyDaemon", "Simulator", "TestSupport", "RingStore", "Tally",
             .product(name: "Logging", package: "swift-log"),
         ]),
     ]

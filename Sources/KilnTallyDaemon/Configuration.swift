@@ -2,6 +2,7 @@ import Acquisition
 import KilnTallyCore
 import Logging
 import RingStore
+import Tally
 import Uplink
 
 /// The whole daemon configuration: every module's section, checked in one pass by the core loader.
@@ -14,6 +15,8 @@ public struct KilnTallyConfiguration: Sendable {
     public var acquisition: AcquisitionConfig
     public var uplink: UplinkConfig
     public var store: RingStore.Options
+    /// The waste streams the tally accounts.
+    public var streams: [StreamConfig]
 
     /// Every section every module registers.
     public static var schema: ConfigSchema {
@@ -25,6 +28,7 @@ public struct KilnTallyConfiguration: Sendable {
         for section in UplinkConfig.configSections { schema.register(section) }
         for section in AcquisitionConfig.configSections { schema.register(section) }
         for section in RingStore.Options.configSections { schema.register(section) }
+        schema.register(StreamConfig.configSection)
         return schema
     }
 
@@ -45,6 +49,14 @@ public struct KilnTallyConfiguration: Sendable {
         let acquisition = AcquisitionConfig.decode(root)
         let uplink = UplinkConfig.decode(root)
         let store = RingStore.Options.decode(root)
+        let streams = StreamConfig.decode(root)
+        // A stream reads channels by role: check them against the devices (profiles included).
+        let roles = Dictionary(acquisition.devices.map { d in
+            (d.id, Dictionary(d.channels.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a }))
+        }, uniquingKeysWith: { a, _ in a })
+        for (stream, table) in zip(streams, root.tables("stream")) {
+            for (key, message) in stream.check(devices: roles) { table.error(key, message) }
+        }
         if acquisition.devices.isEmpty {
             root.error("device", "no [[device]] is configured: there is nothing to poll")
         }
@@ -60,6 +72,6 @@ public struct KilnTallyConfiguration: Sendable {
         }
         let hash = acquisition.profiles.isEmpty ? document.contentHash : ConfigUnits.fnv1a64Hex(hashed)
         return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
-                                      acquisition: acquisition, uplink: uplink, store: store)
+                                      acquisition: acquisition, uplink: uplink, store: store, streams: streams)
     }
 }

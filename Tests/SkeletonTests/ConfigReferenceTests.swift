@@ -23,6 +23,7 @@ struct ConfigReferenceTests {
         let wb = try #require(config.acquisition.devices.last)
         #expect(wb.channel(withRole: .weight)?.role == .weight(zeroBand: 40))
         #expect(wb.channel(withRole: .motion)?.id == "unstable")
+        #expect(config.streams.map(\.name) == ["msw-calciner", "rdf-riser", "sludge-inlet"])
         #expect(config.uplink.mqtt.tls?.caFile == "/etc/kilntally/hub-ca.pem")
     }
 }
