@@ -30,6 +30,10 @@ public struct Event: Sendable, Hashable {
         case scaleNotZeroed = "scale_not_zeroed"
         /// A weighbridge indicator reported over range while a truck was on it.
         case weighbridgeOverRange = "weighbridge_over_range"
+        /// An operator corrected a ticket's material.
+        case ticketCorrected = "ticket_corrected"
+        /// An operator voided a ticket.
+        case ticketVoided = "ticket_voided"
     }
 
     public var kind: Kind

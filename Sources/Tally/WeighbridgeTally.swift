@@ -6,10 +6,12 @@ public enum WeighbridgeOutput: Sendable, Hashable {
     case ticketOpened(Ticket)
     /// A ticket's last weighing: the ticket counts in the shift that contains `closedAt`.
     case ticketClosed(Ticket)
+    /// A correction: the ticket's next revision (flag `manual`), open, closed or voided.
+    case ticketRevised(Ticket)
     case event(Event)
 }
 
-/// Turns the readings of one weighbridge indicator into tickets. Pure: readings in, outputs out;
+/// Turns the readings of one weighbridge indicator into tickets. Pure: readings and corrections in, outputs out;
 /// its whole state (open tickets, the pass in progress, the running ticket number, its configuration) is `Codable`
 /// for the tally checkpoint, and a decoded copy continues exactly as the original would.
 ///
@@ -240,6 +242,62 @@ public struct WeighbridgeTally: Sendable, Hashable, Codable {
         for f in flags { ticket.insert(f) }
     }
 
+    // MARK: - Corrections
+
+    /// Sets the material of a ticket: `ticket` is its latest revision (an open ticket of this tally, or a closed
+    /// one as the ledger has it). Gives the ticket's next revision (flag `manual`) and a `ticket_corrected` event.
+    /// A correction never touches a device.
+    public mutating func setMaterial(ticket: Ticket, material: String, operator operatorName: String, reason: String,
+                                     at time: UTCInstant) throws(TicketCorrectionError) -> [WeighbridgeOutput] {
+        let material = trimmedText(material)
+        if material.isEmpty { throw .missing("material") }
+        var revised = try revise(ticket, .setMaterial(from: ticket.material, to: material), operatorName, reason, time)
+        if material == ticket.material { throw .unchanged(ticket.id) }
+        revised.material = material
+        revised.materialSource = .manual
+        if let i = openTickets.firstIndex(where: { $0.id == ticket.id }) { openTickets[i] = revised }
+        return [.ticketRevised(revised),
+                event(.ticketCorrected, .info, time,
+                      "ticket \(ticket.id): material '\(ticket.material)' → '\(material)' by \(operatorName): \(reason)",
+                      ["ticket": ticket.id, "operator": operatorName, "reason": reason, "material": material,
+                       "previous_material": ticket.material])]
+    }
+
+    /// Voids a false ticket: `ticket` is its latest revision (see `setMaterial`). A voided open ticket no longer
+    /// waits for a second weighing. Gives the voided revision (flag `manual`) and a `ticket_voided` event.
+    public mutating func void(ticket: Ticket, operator operatorName: String, reason: String,
+                              at time: UTCInstant) throws(TicketCorrectionError) -> [WeighbridgeOutput] {
+        var revised = try revise(ticket, .void, operatorName, reason, time)
+        revised.status = .voided
+        openTickets.removeAll { $0.id == ticket.id }
+        if pass?.openedTicket == ticket.id { pass?.openedTicket = nil }
+        return [.ticketRevised(revised),
+                event(.ticketVoided, .info, time, "ticket \(ticket.id) voided by \(operatorName): \(reason)",
+                      ["ticket": ticket.id, "operator": operatorName, "reason": reason])]
+    }
+
+    private func revise(_ ticket: Ticket, _ action: Ticket.Correction.Action, _ operatorName: String, _ reason: String,
+                        _ time: UTCInstant) throws(TicketCorrectionError) -> Ticket {
+        guard ticket.weighbridge == config.name else { throw .otherWeighbridge(ticket.id) }
+        if trimmedText(operatorName).isEmpty { throw .missing("operator") }
+        if trimmedText(reason).isEmpty { throw .missing("reason") }
+        let open = openTickets.first { $0.id == ticket.id }
+        switch ticket.status {
+        case .voided: throw .voided(ticket.id)
+        case .open:
+            guard let open else { throw .notOpen(ticket.id) }
+            if open.revision != ticket.revision { throw .staleRevision(ticket.id, latest: open.revision) }
+        case .closed:
+            if let open { throw .staleRevision(ticket.id, latest: open.revision) }
+        }
+        var revised = ticket
+        revised.revision += 1
+        revised.insert(.manual)
+        revised.corrections.append(Ticket.Correction(action: action, revision: revised.revision, time: time,
+                                                     operatorName: operatorName, reason: reason))
+        return revised
+    }
+
     // MARK: - Reading values
 
     private struct StatusReading {
@@ -314,6 +372,21 @@ public struct WeighbridgeTally: Sendable, Hashable, Codable {
         .event(Event(kind: kind, severity: severity, time: time, device: config.device, message: message,
                      attributes: attributes.merging(["weighbridge": config.name]) { mine, _ in mine }))
     }
+}
+
+/// Why a correction was refused.
+public enum TicketCorrectionError: Error, Sendable, Hashable {
+    /// The ticket belongs to another weighbridge.
+    case otherWeighbridge(String)
+    /// The ticket says open but this tally has no such open ticket (it closed or was voided meanwhile).
+    case notOpen(String)
+    /// The ticket given is not its latest revision.
+    case staleRevision(String, latest: Int)
+    case voided(String)
+    /// The material given is the ticket's material already.
+    case unchanged(String)
+    /// A required text (material, operator, reason) is empty.
+    case missing(String)
 }
 
 // MARK: - The pass in progress

@@ -378,6 +378,89 @@ struct WeighbridgeTallyTests {
         #expect(out.closed.map(\.materialSource) == [.channel, .channel, .configured])
     }
 
+    // MARK: - Corrections
+
+    @Test func correctionsAreRevisionsFlaggedS() throws {
+        let indicator = TestIndicator(stability: .motionBit)
+        var tally = try indicator.tally(indicator.config())
+        let opened = try #require(tally.feed(Self.pass(at: at(9, 0, 0), kg: 31_000), indicator).opened.first)
+
+        // On the open ticket: revision 2, still open; the material carries over to the close.
+        let set = try tally.setMaterial(ticket: opened, material: "RDF", operator: "li.wei", reason: "LPR misread",
+                                        at: at(9, 0, 30))
+        let rev2 = try #require(set.revised.first)
+        #expect(rev2.revision == 2 && rev2.status == .open && rev2.material == "RDF" && rev2.materialSource == .manual)
+        #expect(rev2.flags == [.manual] && rev2.hj212Flag == "S")
+        #expect(rev2.corrections == [.init(action: .setMaterial(from: "msw", to: "RDF"), revision: 2, time: at(9, 0, 30),
+                                           operatorName: "li.wei", reason: "LPR misread")])
+        #expect(set.events.map(\.kind) == [.ticketCorrected] && set.events.first?.attributes["operator"] == "li.wei")
+        #expect(tally.openTickets == [rev2])
+        // The stale revision 1 is refused.
+        #expect(throws: TicketCorrectionError.staleRevision("wb1-1", latest: 2)) {
+            try tally.void(ticket: opened, operator: "li.wei", reason: "x", at: at(9, 0, 31))
+        }
+
+        let closed = try #require(tally.feed(Self.pass(at: at(9, 1, 0), kg: 12_000), indicator).closed.first)
+        #expect(closed.revision == 3 && closed.material == "RDF" && closed.materialSource == .manual)
+        #expect(closed.flags == [.manual] && closed.net == Mass(kilograms: 19_000))
+
+        // On the closed ticket (as the ledger has it): revision 4, then voided as revision 5.
+        let rev4 = try #require(try tally.setMaterial(ticket: closed, material: "MSW", operator: "zhang", reason: "lab",
+                                                      at: at(10, 0, 0)).revised.first)
+        #expect(rev4.revision == 4 && rev4.status == .closed && rev4.material == "MSW" && rev4.corrections.count == 2)
+        #expect(throws: TicketCorrectionError.unchanged("wb1-1")) {
+            try tally.setMaterial(ticket: rev4, material: " MSW ", operator: "zhang", reason: "again", at: at(10, 0, 1))
+        }
+        let void = try tally.void(ticket: rev4, operator: "zhang", reason: "test weighing", at: at(10, 1, 0))
+        let rev5 = try #require(void.revised.first)
+        #expect(rev5.revision == 5 && rev5.status == .voided && !rev5.isReceipt && rev5.closedAt == at(9, 1, 4))
+        #expect(rev5.corrections.last?.action == .void && void.events.map(\.kind) == [.ticketVoided])
+        #expect(throws: TicketCorrectionError.voided("wb1-1")) {
+            try tally.setMaterial(ticket: rev5, material: "X", operator: "zhang", reason: "r", at: at(10, 2, 0))
+        }
+    }
+
+    @Test func voidingAnOpenTicketTakesItOutOfPairing() throws {
+        let indicator = TestIndicator(stability: .motionBit)
+        var tally = try indicator.tally(indicator.config())
+        let falseCapture = try #require(tally.feed(Self.pass(at: at(9, 0, 0), kg: 5_000), indicator).opened.first)
+        let out = try tally.void(ticket: falseCapture, operator: "li.wei", reason: "a loader crossed the scale", at: at(9, 0, 20))
+        #expect(out.revised.map(\.status) == [.voided] && out.revised.first?.closedAt == nil && tally.openTickets.isEmpty)
+        // The next truck opens a ticket of its own instead of closing the false one.
+        let next = tally.feed(Self.pass(at: at(9, 1, 0), kg: 31_000) + Self.pass(at: at(9, 2, 0), kg: 12_000), indicator)
+        #expect(next.opened.map(\.id) == ["wb1-2"] && next.closed.map(\.id) == ["wb1-2"])
+        #expect(throws: TicketCorrectionError.notOpen("wb1-1")) {
+            try tally.void(ticket: falseCapture, operator: "li.wei", reason: "again", at: at(9, 3, 0))
+        }
+    }
+
+    @Test func correctionsAreChecked() throws {
+        let indicator = TestIndicator(stability: .motionBit)
+        var tally = try indicator.tally(indicator.config())
+        let opened = try #require(tally.feed(Self.pass(at: at(9, 0, 0), kg: 31_000), indicator).opened.first)
+        var other = opened
+        other.weighbridge = "wb2"
+        #expect(throws: TicketCorrectionError.otherWeighbridge("wb1-1")) {
+            try tally.void(ticket: other, operator: "a", reason: "b", at: at(9, 1, 0))
+        }
+        #expect(throws: TicketCorrectionError.missing("reason")) {
+            try tally.void(ticket: opened, operator: "a", reason: "  ", at: at(9, 1, 0))
+        }
+        #expect(throws: TicketCorrectionError.missing("operator")) {
+            try tally.setMaterial(ticket: opened, material: "RDF", operator: "", reason: "b", at: at(9, 1, 0))
+        }
+        #expect(throws: TicketCorrectionError.missing("material")) {
+            try tally.setMaterial(ticket: opened, material: "", operator: "a", reason: "b", at: at(9, 1, 0))
+        }
+        // A closed revision of a ticket that is still open here is not its latest.
+        var closedCopy = opened
+        closedCopy.status = .closed
+        #expect(throws: TicketCorrectionError.staleRevision("wb1-1", latest: 1)) {
+            try tally.void(ticket: closedCopy, operator: "a", reason: "b", at: at(9, 1, 0))
+        }
+        #expect(tally.openTickets == [opened])
+    }
+
     // MARK: - Polls, devices, checkpoints
 
     @Test func severalPollsInOneCallAndOtherDevicesReadings() throws {
@@ -433,6 +516,7 @@ extension WeighbridgeOutput {
         switch self {
         case .ticketOpened: "opened"
         case .ticketClosed: "closed"
+        case .ticketRevised: "revised"
         case .event(let e): e.kind.rawValue
         }
     }

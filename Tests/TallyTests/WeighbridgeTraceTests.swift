@@ -190,6 +190,7 @@ func nanoseconds(_ d: Duration) -> Int64 {
 extension Array where Element == WeighbridgeOutput {
     var opened: [Ticket] { compactMap { if case .ticketOpened(let t) = $0 { t } else { nil } } }
     var closed: [Ticket] { compactMap { if case .ticketClosed(let t) = $0 { t } else { nil } } }
+    var revised: [Ticket] { compactMap { if case .ticketRevised(let t) = $0 { t } else { nil } } }
     var events: [Event] { compactMap { if case .event(let e) = $0 { e } else { nil } } }
 }
 
