@@ -22,6 +22,18 @@ public struct Event: Sendable, Hashable {
         case uplinkDown = "uplink_down"
         case uplinkUp = "uplink_up"
         case configReloaded = "config_reloaded"
+        /// A truck left the weighbridge before a weight could be captured (never stable, over range, …).
+        case weighingMissed = "weighing_missed"
+        /// A weight was captured but gives no ticket (one-pass: no preset tare for the vehicle, or not heavier).
+        case weighingRejected = "weighing_rejected"
+        /// A second stable weight on the weighbridge without the scale returning to zero: not captured.
+        case scaleNotZeroed = "scale_not_zeroed"
+        /// A weighbridge indicator reported over range while a truck was on it.
+        case weighbridgeOverRange = "weighbridge_over_range"
+        /// An operator corrected a ticket's material.
+        case ticketCorrected = "ticket_corrected"
+        /// An operator voided a ticket.
+        case ticketVoided = "ticket_voided"
     }
 
     public var kind: Kind

@@ -3,7 +3,7 @@ import KilnTallyCore
 /// An exact mass: a whole number of milligrams. Ledgers keep masses for years and sum them across shifts and
 /// streams, so a mass is never a binary float: totalizer deltas are exact in their counts, integration results are
 /// rounded once to the milligram, and reports print kilograms with three decimals (grams).
-public struct Mass: Sendable, Hashable, Comparable, CustomStringConvertible {
+public struct Mass: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     public var milligrams: Int64
 
     public init(milligrams: Int64) { self.milligrams = milligrams }
@@ -44,6 +44,13 @@ public struct Mass: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var tonnesString: String { Self.fixed(milligrams, scale: 1_000_000_000, decimals: 6) }
 
     public var description: String { kilogramsString + " kg" }
+
+    /// Encodes as the bare integer number of milligrams (exact, for checkpoints; reports format their own text).
+    public init(from decoder: Decoder) throws { milligrams = try decoder.singleValueContainer().decode(Int64.self) }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(milligrams)
+    }
 
     /// `value / scale` rounded half away from zero to `decimals` decimals, as text, in integers only.
     static func fixed(_ value: Int64, scale: Int64, decimals: Int) -> String {
