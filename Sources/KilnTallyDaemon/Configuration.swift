@@ -17,6 +17,8 @@ public struct KilnTallyConfiguration: Sendable {
     public var store: RingStore.Options
     /// The waste streams the tally accounts.
     public var streams: [StreamConfig]
+    /// The weighbridges whose indicators the tally turns into tickets.
+    public var weighbridges: [WeighbridgeConfig]
 
     /// Every section every module registers.
     public static var schema: ConfigSchema {
@@ -29,6 +31,7 @@ public struct KilnTallyConfiguration: Sendable {
         for section in AcquisitionConfig.configSections { schema.register(section) }
         for section in RingStore.Options.configSections { schema.register(section) }
         schema.register(StreamConfig.configSection)
+        schema.register(WeighbridgeConfig.configSection)
         return schema
     }
 
@@ -51,12 +54,15 @@ public struct KilnTallyConfiguration: Sendable {
         let store = RingStore.Options.decode(root)
         let streams = StreamConfig.decode(root)
         // A stream reads channels by role: check them against the devices (profiles included).
+        // Built with (key, value) pairs, not by assignment: `map[k] = nil` would drop a channel without a role.
         let roles = Dictionary(acquisition.devices.map { d in
             (d.id, Dictionary(d.channels.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a }))
         }, uniquingKeysWith: { a, _ in a })
         for (stream, table) in zip(streams, root.tables("stream")) {
             for (key, message) in stream.check(devices: roles) { table.error(key, message) }
         }
+        let weighbridges = WeighbridgeConfig.decode(root)
+        WeighbridgeConfig.validate(weighbridges, devices: roles, root: root)
         if acquisition.devices.isEmpty {
             root.error("device", "no [[device]] is configured: there is nothing to poll")
         }
@@ -72,6 +78,7 @@ public struct KilnTallyConfiguration: Sendable {
         }
         let hash = acquisition.profiles.isEmpty ? document.contentHash : ConfigUnits.fnv1a64Hex(hashed)
         return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
-                                      acquisition: acquisition, uplink: uplink, store: store, streams: streams)
+                                      acquisition: acquisition, uplink: uplink, store: store, streams: streams,
+                                      weighbridges: weighbridges)
     }
 }

@@ -116,11 +116,3 @@ public struct TotalizerTracker: Sendable, Hashable, Codable {
         case parameters, lastValue, lastTime, suspect, suspectTime
     }
 }
-
-extension Mass: Codable {
-    public init(from decoder: Decoder) throws { milligrams = try decoder.singleValueContainer().decode(Int64.self) }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(milligrams)
-    }
-}

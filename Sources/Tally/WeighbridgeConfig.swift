@@ -170,11 +170,12 @@ extension WeighbridgeConfig {
         public var description: String { (key.map { "\($0): " } ?? "") + message }
     }
 
-    /// The pairing in force: the configured one, or else by ticket number when the indicator has a ticket number
-    /// channel, else by vehicle id when it has a vehicle channel, else in order.
+    /// The pairing in force: the configured one, or else by vehicle id when the device has a vehicle channel, else
+    /// in order. Never by ticket number unless configured: the indicators we ship profiles for (FT-112's CN, the
+    /// generic map the simulator serves) count prints, so their number advances on every weighing and would pair
+    /// nothing — a plant whose indicator keeps one number per transaction says `pair_by = "ticket_no"`.
     public func resolvedPairing(_ channels: WeighbridgeChannels) -> Pairing {
         if let pairing { return pairing }
-        if channels.ticketNumber != nil { return .ticketNumber }
         if channels.vehicle != nil { return .vehicleID }
         return .order
     }
@@ -254,7 +255,7 @@ extension WeighbridgeConfig {
             ConfigKey("name", .string, required: true, doc: "Name of the weighbridge; every ticket id starts with it (`<name>-<running number>`); [A-Za-z0-9_-]."),
             ConfigKey("device", .string, required: true, doc: "The `[[device]]` that is this weighbridge's indicator. It needs a channel with role `weight` (with `zero_band`: at or below it the scale counts as empty, which ends a pass) and one with role `stable` or `motion` unless `stable_window` and `stable_tolerance` are set; `over_range`, `under_range`, `net`, `ticket_no` and `vehicle_id` channels are used when it has them."),
             ConfigKey("mode", .oneOf(Mode.allCases.map(\.rawValue)), default: .string(Mode.twoPass.rawValue), doc: "`two_pass`: each truck is weighed on the way in and on the way out; the first capture opens a ticket and the second closes it, the heavier weighing is the gross and the lighter the tare (a truck that comes in empty and leaves loaded — a pickup — gives a ticket with direction `dispatched`, not a receipt). `one_pass`: each truck is weighed once and its tare is its preset tare (`preset_tares`); a truck without one gives a `weighing_rejected` event and no ticket."),
-            ConfigKey("pair_by", .oneOf(["auto"] + Pairing.allCases.map(\.rawValue)), default: .string("auto"), doc: "two_pass: how the second weighing finds the ticket the first opened. `ticket_no`: the indicator's ticket number register shows the same number on both weighings (a capture with a number no open ticket has opens a ticket); `vehicle_id`: the vehicle register; `order`: each capture closes the oldest open ticket, or opens one when none is open. `auto`: `ticket_no` when the device has a `ticket_no` channel, else `vehicle_id` when it has a `vehicle_id` channel, else `order`. An indicator whose ticket register is a print counter that advances on every weighing (Flintec FT-112 CN, the simulator) needs `vehicle_id` or `order`. With `ticket_no` or `vehicle_id`, a stable weight is captured only once the register shows a value."),
+            ConfigKey("pair_by", .oneOf(["auto"] + Pairing.allCases.map(\.rawValue)), default: .string("auto"), doc: "two_pass: how the second weighing finds the ticket the first opened. `ticket_no`: the indicator's ticket number register shows the same number on both weighings (a capture with a number no open ticket has opens a ticket); `vehicle_id`: the vehicle register; `order`: each capture closes the oldest open ticket, or opens one when none is open. `auto`: `vehicle_id` when the device has a `vehicle_id` channel, else `order` — never `ticket_no` unless asked for, because the ticket registers of the indicators kilntally ships profiles for (Flintec FT-112 CN, the generic map the simulator serves) are print counters that advance on every weighing. With `ticket_no` or `vehicle_id`, a stable weight is captured only once the register shows a value."),
             ConfigKey("min_weight", .float(min: 0), default: .integer(1_000), doc: "kg. A weighing is captured only above this weight; a pass that never goes above it (a car, a person) is ignored."),
             ConfigKey("stable_window", .duration, doc: "The software stability check, with `stable_tolerance`: a weight is captured only when the weights read over this window (counted from the last reading at or before its start, all good and on the scale) spread by at most the tolerance. Absent: the indicator's stable/motion bit alone decides."),
             ConfigKey("stable_tolerance", .float(min: 0), doc: "kg: the largest spread (highest minus lowest weight) over `stable_window` that counts as stable. Set both or neither."),

@@ -139,7 +139,9 @@ struct WeighbridgeConfigTests {
         let ft = try WeighbridgeConfig(name: "a", device: "ft", defaultMaterial: "msw").resolveChannels(devices: devices).get()
         #expect(ft == WeighbridgeChannels(weight: "actual", zeroBand: 40, motion: "unstable", overRange: "adc_over_range",
                                           underRange: "adc_under_range", net: "net_mode", ticketNumber: "ticket_no"))
-        #expect(WeighbridgeConfig(name: "a", device: "ft", defaultMaterial: "msw").resolvedPairing(ft) == .ticketNumber)
+        // auto never pairs by a ticket register (ours are print counters): no vehicle channel, so in order.
+        #expect(WeighbridgeConfig(name: "a", device: "ft", defaultMaterial: "msw").resolvedPairing(ft) == .order)
+        #expect(WeighbridgeConfig(name: "a", device: "ft", pairing: .ticketNumber, defaultMaterial: "msw").resolvedPairing(ft) == .ticketNumber)
 
         let dgtConfig = WeighbridgeConfig(name: "b", device: "dgt", defaultMaterial: "msw", materialChannel: "waste_code")
         let dgt = try dgtConfig.resolveChannels(devices: devices).get()

@@ -12,7 +12,8 @@ struct WeighbridgeTallyTests {
     @Test("worked example 6: gross 31,480 kg at 09:12:40, tare 12,260 kg at 09:41:05, same ticket number → net 19,220 kg")
     func workedExample6() throws {
         let indicator = Self.ft112
-        var tally = try indicator.tally(indicator.config())
+        // This indicator keeps one number per transaction (the worked example's premise): pairing by it is asked for.
+        var tally = try indicator.tally(indicator.config(pairing: .ticketNumber))
         #expect(tally.pairing == .ticketNumber)
         let inbound = tally.feed([
             Shown(time: at(9, 12, 30), kg: 0, stable: true, ticket: 6),
@@ -185,7 +186,7 @@ struct WeighbridgeTallyTests {
 
     @Test func pairsByTicketNumber() throws {
         let indicator = Self.ft112
-        var tally = try indicator.tally(indicator.config())
+        var tally = try indicator.tally(indicator.config(pairing: .ticketNumber))
         let out = tally.feed(
             Self.pass(at: at(9, 0, 0), kg: 31_000, ticket: 11) + Self.pass(at: at(9, 1, 0), kg: 29_000, ticket: 12)
                 + Self.pass(at: at(9, 2, 0), kg: 13_500, ticket: 12) + Self.pass(at: at(9, 3, 0), kg: 12_000, ticket: 11)
