@@ -1,6 +1,7 @@
 import Foundation
 import KilnTallyCore
 import Tally
+import TestSupport
 import Testing
 
 @Suite("Canonical JSON (RFC 8785)")

@@ -1,6 +1,7 @@
 import Foundation
 import KilnTallyCore
 import Tally
+import TestSupport
 import Testing
 
 @Suite("Hash chain")
@@ -180,7 +181,7 @@ struct HashChainTests {
                                          "note": "\u{2028}\u{7F}\u{1F}\"\\/\t", "\u{FB01}": 1, "\u{1F600}": 2, "e\u{301}": 3],
                                         after: HashChain.genesis)
         records = try Self.resealed(records)
-        let python = try await JCSPeer.run("chain", try Self.dumpLines(records))
+        let python = try await JCSPeer.run("chain", input: try Self.dumpLines(records))
         #expect(python.count == records.count)
         for (n, record) in records.enumerated() {
             if let hash = record["hash"]?.stringValue {
@@ -194,7 +195,7 @@ struct HashChainTests {
         tampered[10]["net_kg"] = "19232.501"
         var verifier = ChainVerifier()
         let firstSwift = try Self.stored(tampered).firstIndex { if case .fault = verifier.check($0) { true } else { false } }
-        let tamperedPython = try await JCSPeer.run("chain", try Self.dumpLines(tampered))
+        let tamperedPython = try await JCSPeer.run("chain", input: try Self.dumpLines(tampered))
         let firstPython = tamperedPython.firstIndex { !$0.hasSuffix(" ok") && !$0.hasSuffix(" unchained") }
         #expect(firstSwift == 10 && firstPython == 10)
         #expect(tamperedPython[10].hasSuffix("wrong-hash") && tamperedPython[11...].allSatisfy { !$0.contains("broken") })

@@ -1,5 +1,6 @@
 import KilnTallyCore
 import Tally
+import TestSupport
 import Testing
 
 @Suite("SHA-256")
@@ -50,7 +51,7 @@ struct SHA256Tests {
         var rng = SplitMix64(seed: 180_4)
         var messages: [[UInt8]] = (0...192).map { n in (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) } }
         for _ in 0..<20 { messages.append((0..<Int.random(in: 193...20_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }) }
-        let python = try await JCSPeer.run("sha256", messages.map { Array($0.hex.utf8) })
+        let python = try await JCSPeer.run("sha256", input: messages.map { Array($0.hex.utf8) })
         #expect(python.count == messages.count)
         for (n, message) in messages.enumerated() {
             #expect(SHA256.hash(message).hex == python[n], "message \(n) (\(message.count) bytes)")

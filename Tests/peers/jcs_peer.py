@@ -10,8 +10,8 @@ Usage (run with the project venv's interpreter; input lines are split on b"\\n" 
   jcs_peer.py chain IN OUT    IN is `kilntally store dump --ledger --json` output (one record per line, the record's
                               JSON text in "body"); OUT gets, per record, "<seq> chained <hash> ok" or
                               "<seq> chained <hash> <what is wrong>" or "<seq> unchained"
-  jcs_peer.py seal SEED N OUT writes N records (tickets, shift reports, events) sealed into a chain here, one JSON
-                              text per line, for the Swift side to store and verify
+  jcs_peer.py seal IN OUT     IN is one line "SEED COUNT"; OUT gets COUNT records (tickets, shift reports, events)
+                              sealed into a chain here, one JSON text per line, for the Swift side to store and verify
 
 Exits non-zero on any failure of its own (a missing package, unreadable input), so a test fails rather than skips.
 """
@@ -122,7 +122,8 @@ def main():
     elif mode == "chain":
         chain(sys.argv[2], sys.argv[3])
     elif mode == "seal":
-        seal(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+        seed, count = lines(sys.argv[2])[0].split()
+        seal(int(seed), int(count), sys.argv[3])
     else:
         sys.exit(f"unknown mode {mode}")
 

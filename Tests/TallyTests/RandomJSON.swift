@@ -3,30 +3,13 @@ import KilnTallyCore
 import Tally
 import TestSupport
 
-/// Tests/peers/jcs_peer.py, run with the project venv's Python: RFC 8785 by the `rfc8785` package and SHA-256 by
-/// `hashlib`. If it cannot run (no venv, no package) the calling test fails; it never skips.
-enum JCSPeer {
-    /// Runs `jcs_peer.py MODE IN OUT` with `lines` as IN (joined with "\n"); returns OUT's lines.
-    static func run(_ mode: String, _ lines: [[UInt8]]) async throws -> [String] {
-        let dir = try TemporaryDirectory(prefix: "jcs-peer")
-        let input = dir.file("in"), output = dir.file("out")
-        try Data(lines.map { $0 + [0x0A] }.joined()).write(to: URL(fileURLWithPath: input))
-        _ = try await runTool(RepoPaths.venvPython, [RepoPaths.peerScript("jcs_peer.py"), mode, input, output], in: dir,
-                              name: "jcs_peer-\(mode)")
-        let text = try String(contentsOfFile: output, encoding: .utf8)
-        return text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
-    }
-
+extension JCSPeer {
     /// rfc8785's canonical form of each JSON text, as hex, or "error <Name>" where it refuses the value.
     static func canonical(_ texts: [[UInt8]]) async throws -> [String] {
-        let out = try await run("jcs", texts.map { Array($0.hex.utf8) })
+        let out = try await run("jcs", input: texts.map { Array($0.hex.utf8) })
         guard out.count == texts.count else { throw PeerError("jcs_peer answered \(out.count) lines for \(texts.count)") }
         return out
     }
-}
-
-extension Array where Element == UInt8 {
-    var hex: String { map { String(format: "%02x", $0) }.joined() }
 }
 
 /// Random JSON values for cross-checks, from a seed, with strings drawn from the characters JCS implementations
