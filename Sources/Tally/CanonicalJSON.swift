@@ -28,8 +28,10 @@ public enum CanonicalJSON {
     }
 
     /// Object member names in JCS order: by UTF-16 code units.
-    public static func sortedKeys(_ object: [String: JSONValue]) -> [String] {
-        object.keys.sorted { $0.utf16.lexicographicallyPrecedes($1.utf16) }
+    public static func sortedKeys(_ object: [String: JSONValue]) -> [String] { sortedMembers(object).map(\.key) }
+
+    private static func sortedMembers(_ object: [String: JSONValue]) -> [(key: String, value: JSONValue)] {
+        object.sorted { $0.key.utf16.lexicographicallyPrecedes($1.key.utf16) }
     }
 
     private static func write(_ value: JSONValue, into out: inout [UInt8]) throws(CanonicalJSONError) {
@@ -51,11 +53,11 @@ public enum CanonicalJSON {
             out.append(UInt8(ascii: "]"))
         case .object(let o):
             out.append(UInt8(ascii: "{"))
-            for (n, key) in sortedKeys(o).enumerated() {
+            for (n, member) in sortedMembers(o).enumerated() {
                 if n > 0 { out.append(UInt8(ascii: ",")) }
-                writeString(key, into: &out)
+                writeString(member.key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                do { try write(o[key]!, into: &out) } catch { throw error.inside(".\(key)") }
+                do { try write(member.value, into: &out) } catch { throw error.inside(".\(member.key)") }
             }
             out.append(UInt8(ascii: "}"))
         }
