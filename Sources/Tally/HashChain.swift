@@ -87,6 +87,19 @@ public enum ChainFault: Error, Hashable, Sendable, CustomStringConvertible {
     /// The record is intact but does not follow the previous chained record: one was removed, inserted or moved.
     case brokenLink(expected: String, found: String)
 
+    /// A stable name for scripts: `wrong_hash`, `broken_link`, `missing_hash`, `malformed_field`, `not_an_object`,
+    /// `not_canonical_parsable`.
+    public var code: String {
+        switch self {
+        case .notCanonicalParsable: "not_canonical_parsable"
+        case .notAnObject: "not_an_object"
+        case .missingHash: "missing_hash"
+        case .malformedField: "malformed_field"
+        case .wrongHash: "wrong_hash"
+        case .brokenLink: "broken_link"
+        }
+    }
+
     public var description: String {
         switch self {
         case .notCanonicalParsable(let e): "not canonical-parsable JSON: \(e)"
