@@ -71,7 +71,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "kilntally", dependencies: [
-            "KilnTallyDaemon", "Simulator", "RingStore", "Acquisition",
+            "KilnTallyDaemon", "Simulator", "RingStore", "Acquisition", "Tally",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
