@@ -17,8 +17,8 @@ public struct StreamShiftFigures: Sendable, Hashable, Codable {
     public var covered: Duration = .zero
     /// Time the rate was above the stream's run threshold.
     public var runTime: Duration = .zero
-    /// Every condition seen (the report's flag is `Flag.worst` of them).
-    public var conditions: Set<Flag> = []
+    /// Every condition seen (the report's flag is `DataFlag.worst` of them).
+    public var conditions: Set<DataFlag> = []
     /// Totalizer steps rejected (flag T) and resets seen.
     public var rejectedSteps = 0
     public var resets = 0

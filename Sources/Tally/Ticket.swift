@@ -149,10 +149,19 @@ public struct Ticket: Sendable, Hashable, Codable {
 
     /// The HJ 212 data flag of the ticket, by precedence: `S` (corrected by an operator) over `T` (over range seen
     /// on the scale) over `N`.
-    public var hj212Flag: Character {
-        if flags.contains(.manual) { return "S" }
-        if flags.contains(.overRange) { return "T" }
-        return "N"
+    public var hj212Flag: Character { Character(dataFlag.rawValue) }
+
+    /// The ticket's data flag by the table in `DataFlag`: S (corrected) before T (over range on the scale) before
+    /// K (clock not synchronized at a capture) before N.
+    public var dataFlag: DataFlag {
+        DataFlag.worst(flags.compactMap { f -> DataFlag? in
+            switch f {
+            case .manual: .manual
+            case .overRange: .rejected
+            case .clockUnsynchronized: .clockUnsynchronized
+            case .presetTare: nil
+            }
+        })
     }
 
     /// Whether the ticket's net counts as material received: closed (not voided) and a delivery.

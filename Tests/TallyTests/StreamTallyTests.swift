@@ -51,7 +51,7 @@ struct StreamTallyTests {
         #expect(b.totalizerStart == Mass(kilograms: 1_000_100))
         #expect(b.fed == Mass(kilograms: 200) && b.totalizerEnd == Mass(kilograms: 1_000_300))
         #expect(b.covered == .seconds(13), "08:00:00-08:00:13 covered by readings 10 s and 5 s apart")
-        #expect(Flag.worst(b.conditions) == .normal)
+        #expect(DataFlag.worst(b.conditions) == .normal)
     }
 
     @Test("a device back after an outage spanning a closed boundary amends the closed shift; a long gap flags B")

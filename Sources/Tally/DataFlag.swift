@@ -1,6 +1,6 @@
 /// The data flag a stream's shift figures (and a ticket) carry: one letter in the spirit of HJ 212-2017's data
 /// flags (DOMAIN.md §4), the same letters as the report schema's enum. When several conditions apply, the one
-/// highest in this table wins (`Flag.worst`); every condition found is also listed in the record's `conditions`.
+/// highest in this table wins (`DataFlag.worst`); every condition found is also listed in the record's `conditions`.
 ///
 /// | letter | condition | precedence |
 /// |---|---|---|
@@ -14,7 +14,7 @@
 ///
 /// HJ 212's `M` (maintenance) and `C` (calibration) need a person's input the edge does not have; they are not
 /// produced.
-public enum Flag: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
+public enum DataFlag: String, Sendable, Hashable, Codable, CaseIterable, Comparable {
     case manual = "S"
     case deviceFault = "D"
     case rejected = "T"
@@ -37,10 +37,10 @@ public enum Flag: String, Sendable, Hashable, Codable, CaseIterable, Comparable 
     }
 
     /// `a < b` when `a` takes precedence over `b`.
-    public static func < (a: Flag, b: Flag) -> Bool { a.precedence < b.precedence }
+    public static func < (a: DataFlag, b: DataFlag) -> Bool { a.precedence < b.precedence }
 
     /// The flag of a set of conditions: the highest-precedence one, or normal.
-    public static func worst<S: Sequence>(_ conditions: S) -> Flag where S.Element == Flag {
+    public static func worst<S: Sequence>(_ conditions: S) -> DataFlag where S.Element == DataFlag {
         conditions.min() ?? .normal
     }
 }
