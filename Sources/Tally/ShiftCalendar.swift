@@ -29,9 +29,12 @@ import KilnTallyCore
 public struct ShiftCalendar: Sendable, Hashable {
     /// One shift of a daily pattern: its name (`[A-Za-z0-9_-]`, as it appears in ids and topics) and local start.
     public struct DailyShift: Sendable, Hashable {
+        /// `[A-Za-z0-9_-]+`, unique within the pattern.
         public var name: String
+        /// Where the shift starts on the local wall clock; it ends where the next one starts.
         public var start: TimeOfDay
 
+        /// A shift named `name` starting at `start`.
         public init(name: String, start: TimeOfDay) {
             self.name = name
             self.start = start
@@ -55,9 +58,12 @@ public struct ShiftCalendar: Sendable, Hashable {
     /// 四班三倒 with crews 甲乙丙丁 over shifts A/B/C and two days on each shift, then two off:
     /// `[["甲","丁","丙"], ["甲","丁","丙"], ["乙","甲","丁"], ["乙","甲","丁"], ["丙","乙","甲"], …]` (8 days).
     public struct CrewRotation: Sendable, Hashable {
+        /// The local date of rotation day 0 (daily patterns); nil for a cycle.
         public var anchor: LocalDate?
+        /// One entry per day of the rotation, one crew per shift of the day in pattern order.
         public var days: [[String]]
 
+        /// A rotation whose day 0 is `anchor` (nil for a cycle).
         public init(anchor: LocalDate?, days: [[String]]) {
             self.anchor = anchor
             self.days = days
@@ -72,19 +78,34 @@ public struct ShiftCalendar: Sendable, Hashable {
     /// Why a pattern or rotation cannot be used. `index` is the position of the offending shift (daily) or name
     /// (cycle); `day` and `slot` index the rotation.
     public enum Problem: Error, Hashable, CustomStringConvertible {
+        /// Foundation does not know the time zone.
         case unknownTimeZone(String)
+        /// A pattern without shifts, or a cycle without names.
         case noShifts
+        /// A name that is empty or has characters other than `A-Z a-z 0-9 _ -`.
         case invalidName(index: Int, name: String)
+        /// A name used before in the same pattern.
         case duplicateName(index: Int, name: String)
+        /// A daily start at or before the previous one's.
         case startNotAfterPrevious(index: Int, start: TimeOfDay, previous: TimeOfDay)
+        /// A cycle under one second.
         case cycleTooShort(Duration)
+        /// A cycle with a fraction of a second.
         case cycleNotWholeSeconds(Duration)
+        /// A cycle anchor with a fraction of a second.
         case anchorNotWholeSecond(UTCInstant)
+        /// A rotation without days.
         case rotationEmpty
+        /// A rotation over a daily pattern without its anchor date.
         case rotationNeedsAnchorDate
+        /// A rotation over a cycle with an anchor date (its day 0 is the round starting at the cycle's anchor).
         case rotationAnchorDateInCycle
+        /// A rotation day without exactly one crew per shift of the day.
         case rotationDayLength(day: Int, crews: Int, shifts: Int)
+        /// An empty crew name.
         case emptyCrew(day: Int, slot: Int)
+
+        /// What is wrong, in words fit for a configuration error.
 
         public var description: String {
             switch self {
@@ -120,51 +141,29 @@ public struct ShiftCalendar: Sendable, Hashable {
     let rules: Rules
 
     enum Rules: Sendable, Hashable {
+        /// The zone, the names and the start times as seconds since local midnight.
         case daily(ZoneRules, names: [String], starts: [Int64])
         case cycle(lengthNanos: Int64, anchorNanos: Int64, names: [String])
-
-        var shiftsPerDay: Int {
-            switch self {
-            case .daily(_, let names, _), .cycle(_, _, let names): names.count
-            }
-        }
     }
 
-    /// A daily pattern in `timeZone` (an IANA identifier). Throws if the zone is unknown, there are no shifts, a
-    /// name is not `[A-Za-z0-9_-]+` or is repeated, the starts are not strictly increasing, or the rotation does
-    /// not fit (no days, no anchor date, a day without exactly one crew per shift, an empty crew name).
+    /// A daily pattern in `timeZone` (an IANA identifier). Throws the first of `problems(timeZone:shifts:crews:)`.
     public init(timeZone: String, shifts: [DailyShift], crews: CrewRotation? = nil) throws(Problem) {
+        if let first = Self.problems(timeZone: timeZone, shifts: shifts, crews: crews).first { throw first }
         guard let zone = ZoneRules(identifier: timeZone) else { throw .unknownTimeZone(timeZone) }
-        try Self.check(names: shifts.map(\.name))
-        for i in shifts.indices.dropFirst() where shifts[i].start <= shifts[i - 1].start {
-            throw .startNotAfterPrevious(index: i, start: shifts[i].start, previous: shifts[i - 1].start)
-        }
-        if let crews {
-            if crews.anchor == nil { throw .rotationNeedsAnchorDate }
-            try Self.check(crews, shiftsPerDay: shifts.count)
-        }
         pattern = .daily(timeZone: timeZone, shifts: shifts)
         self.crews = crews
         rules = .daily(zone, names: shifts.map(\.name), starts: shifts.map { Int64($0.start.secondsSinceMidnight) })
     }
 
-    /// A fixed cycle of `length` (a whole number of seconds, at least 1s) from `anchor` (a whole second), named
-    /// `names` in turn. Throws for a bad length or anchor, bad names, or a rotation that does not fit (it must have
-    /// no anchor date and one crew per name each day).
+    /// A fixed cycle of `length` from `anchor`, named `names` in turn. Throws the first of
+    /// `problems(cycle:anchor:names:crews:)`.
     public init(cycle length: Duration, anchor: UTCInstant, names: [String] = ["A", "B", "C"],
                 crews: CrewRotation? = nil) throws(Problem) {
-        let (seconds, atto) = length.components
-        guard atto == 0 else { throw .cycleNotWholeSeconds(length) }
-        guard seconds >= 1 else { throw .cycleTooShort(length) }
-        guard anchor.nanosecondsSinceEpoch % 1_000_000_000 == 0 else { throw .anchorNotWholeSecond(anchor) }
-        try Self.check(names: names)
-        if let crews {
-            if crews.anchor != nil { throw .rotationAnchorDateInCycle }
-            try Self.check(crews, shiftsPerDay: names.count)
-        }
+        if let first = Self.problems(cycle: length, anchor: anchor, names: names, crews: crews).first { throw first }
         pattern = .cycle(length: length, anchor: anchor, names: names)
         self.crews = crews
-        rules = .cycle(lengthNanos: seconds * 1_000_000_000, anchorNanos: anchor.nanosecondsSinceEpoch, names: names)
+        rules = .cycle(lengthNanos: length.components.seconds * 1_000_000_000, anchorNanos: anchor.nanosecondsSinceEpoch,
+                       names: names)
     }
 
     /// The default calendar: three 8-hour shifts A 00:00, B 08:00, C 16:00 in Asia/Shanghai, no crews.
@@ -178,23 +177,73 @@ public struct ShiftCalendar: Sendable, Hashable {
         }
     }()
 
-    private static func check(names: [String]) throws(Problem) {
-        guard !names.isEmpty else { throw .noShifts }
+    /// Everything wrong with a daily pattern, in order: the zone is unknown; there are no shifts; a name is not
+    /// `[A-Za-z0-9_-]+` or is repeated; a start is not after the one before it; the rotation does not fit (no
+    /// days, no anchor date, a day without exactly one crew per shift, an empty crew name).
+    public static func problems(timeZone: String, shifts: [DailyShift], crews: CrewRotation?) -> [Problem] {
+        problems(timeZone: timeZone, names: shifts.map(\.name), starts: shifts.map(\.start), crews: crews)
+    }
+
+    /// As above, with starts that could not be read (nil) passed over.
+    static func problems(timeZone: String, names: [String], starts: [TimeOfDay?], crews: CrewRotation?) -> [Problem] {
+        var out: [Problem] = ZoneRules(identifier: timeZone) == nil ? [.unknownTimeZone(timeZone)] : []
+        out += problems(names: names)
+        out += problems(starts: starts)
+        if let crews {
+            if crews.anchor == nil { out.append(.rotationNeedsAnchorDate) }
+            out += problems(rotation: crews.days, shiftsPerDay: names.count)
+        }
+        return out
+    }
+
+    /// Everything wrong with a cycle: a length that is not a whole number of seconds or is under 1s, an anchor not
+    /// on a whole second, bad names (as for a daily pattern), a rotation that does not fit (it takes no anchor date
+    /// and needs one crew per name each day).
+    public static func problems(cycle length: Duration, anchor: UTCInstant, names: [String], crews: CrewRotation?) -> [Problem] {
+        var out: [Problem] = []
+        let (seconds, atto) = length.components
+        if atto != 0 {
+            out.append(.cycleNotWholeSeconds(length))
+        } else if seconds < 1 {
+            out.append(.cycleTooShort(length))
+        }
+        if anchor.nanosecondsSinceEpoch % 1_000_000_000 != 0 { out.append(.anchorNotWholeSecond(anchor)) }
+        out += problems(names: names)
+        if let crews {
+            if crews.anchor != nil { out.append(.rotationAnchorDateInCycle) }
+            out += problems(rotation: crews.days, shiftsPerDay: names.count)
+        }
+        return out
+    }
+
+    static func problems(names: [String]) -> [Problem] {
+        if names.isEmpty { return [.noShifts] }
         var seen = Set<String>()
-        for (i, name) in names.enumerated() {
-            guard isPlainName(name) else { throw .invalidName(index: i, name: name) }
-            guard seen.insert(name).inserted else { throw .duplicateName(index: i, name: name) }
+        return names.enumerated().compactMap { i, name in
+            if !isPlainName(name) { return .invalidName(index: i, name: name) }
+            return seen.insert(name).inserted ? nil : .duplicateName(index: i, name: name)
         }
     }
 
-    private static func check(_ crews: CrewRotation, shiftsPerDay: Int) throws(Problem) {
-        guard !crews.days.isEmpty else { throw .rotationEmpty }
-        for (d, day) in crews.days.enumerated() {
-            guard day.count == shiftsPerDay else {
-                throw .rotationDayLength(day: d, crews: day.count, shifts: shiftsPerDay)
+    /// Each start must be after the one before it; nil starts (not parsed) are passed over.
+    static func problems(starts: [TimeOfDay?]) -> [Problem] {
+        var out: [Problem] = []
+        for i in starts.indices.dropFirst() {
+            if let start = starts[i], let previous = starts[i - 1], start <= previous {
+                out.append(.startNotAfterPrevious(index: i, start: start, previous: previous))
             }
-            if let slot = day.firstIndex(where: \.isEmpty) { throw .emptyCrew(day: d, slot: slot) }
         }
+        return out
+    }
+
+    static func problems(rotation days: [[String]], shiftsPerDay: Int) -> [Problem] {
+        if days.isEmpty { return [.rotationEmpty] }
+        var out: [Problem] = []
+        for (d, day) in days.enumerated() {
+            if day.count != shiftsPerDay { out.append(.rotationDayLength(day: d, crews: day.count, shifts: shiftsPerDay)) }
+            out += day.indices.filter { day[$0].isEmpty }.map { .emptyCrew(day: d, slot: $0) }
+        }
+        return out
     }
 }
 

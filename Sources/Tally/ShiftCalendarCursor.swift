@@ -6,12 +6,14 @@ import KilnTallyCore
 ///
 /// A value type: each consumer (e.g. each stream's integrator) keeps its own.
 public struct ShiftCursor: Sendable {
+    /// The calendar it looks shifts up in.
     public let calendar: ShiftCalendar
     /// The shift the last lookup returned (nil before the first).
     public private(set) var current: Shift?
     /// How many lookups needed the calendar (the first, one per shift crossed, and jumps); for tests and metrics.
     public private(set) var calendarLookups = 0
 
+    /// A cursor with no current shift; the first lookup asks the calendar.
     public init(_ calendar: ShiftCalendar) { self.calendar = calendar }
 
     /// The shift that `t` falls in; the same answer as `calendar.shift(containing: t)`.

@@ -30,6 +30,7 @@ public struct TimeOfDay: Sendable, Hashable, Comparable, CustomStringConvertible
         return pad2(h) + ":" + pad2(m) + (s == 0 ? "" : ":" + pad2(s))
     }
 
+    /// Earlier in the day.
     public static func < (a: TimeOfDay, b: TimeOfDay) -> Bool { a.secondsSinceMidnight < b.secondsSinceMidnight }
 }
 
@@ -39,6 +40,7 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
     /// Days since 1970-01-01 (negative before it).
     public var daysSinceEpoch: Int64
 
+    /// The date `daysSinceEpoch` days after (or before, if negative) 1970-01-01.
     public init(daysSinceEpoch: Int64) { self.daysSinceEpoch = daysSinceEpoch }
 
     /// Nil unless the month is 1-12 and the day exists in that month (leap years included).
@@ -71,8 +73,7 @@ public struct LocalDate: Sendable, Hashable, Comparable, CustomStringConvertible
         return year + "-" + pad2(m) + "-" + pad2(d)
     }
 
-    public func adding(days: Int64) -> LocalDate { LocalDate(daysSinceEpoch: daysSinceEpoch + days) }
-
+    /// Earlier in the calendar.
     public static func < (a: LocalDate, b: LocalDate) -> Bool { a.daysSinceEpoch < b.daysSinceEpoch }
 
     static func daysIn(month: Int, year: Int64) -> Int {
