@@ -21,6 +21,10 @@ import KilnTallyCore
 /// instant at which the local clock reads its start time or later. Should two starts fall in one gap, the earlier
 /// shift would last no time at all; such a shift does not happen and the calendar never returns it.
 ///
+/// Time-zone rules come from Foundation's `TimeZone`. On Linux that is the ICU data built into the Swift runtime
+/// (`lib_FoundationICU`; tz 2025b with Swift 6.3.1), not `/usr/share/zoneinfo`: a country's new rules arrive with a
+/// runtime update (or an ICU `zoneinfo64.res` override), not with the tzdata package.
+///
 /// **Crews.** An optional rotation (四班三倒: four crews over three shifts) gives each shift its crew; see
 /// `CrewRotation`.
 ///

@@ -44,8 +44,8 @@ struct ZoneRules: Sendable, Hashable {
     }
 
     /// The UTC second at which the wall clock first reads `local` (seconds since 1970-01-01 on the wall clock) or
-    /// later; see the type's rule. Assumes at most one change of offset within a day either side of `local`, which
-    /// holds for every zone in the tz database since 1970.
+    /// later; see the type's rule. Assumes at most one change of offset within a day either side of `local` (no zone
+    /// in use changes its clocks twice within two days).
     func firstInstant(atOrAfterLocal local: Int64) -> Int64 {
         // The offsets in force a day before and a day after: the only offsets the answer can have.
         let before = Int64(offset(atSecond: local - 86_400)), after = Int64(offset(atSecond: local + 86_400))
