@@ -19,6 +19,8 @@ public struct KilnTallyConfiguration: Sendable {
     public var streams: [StreamConfig]
     /// The weighbridges whose indicators the tally turns into tickets.
     public var weighbridges: [WeighbridgeConfig]
+    /// The plant's shifts (three 8-hour shifts from 00:00 in Asia/Shanghai when `[shifts]` is absent).
+    public var shifts: ShiftCalendar
 
     /// Every section every module registers.
     public static var schema: ConfigSchema {
@@ -32,6 +34,7 @@ public struct KilnTallyConfiguration: Sendable {
         for section in RingStore.Options.configSections { schema.register(section) }
         schema.register(StreamConfig.configSection)
         schema.register(WeighbridgeConfig.configSection)
+        schema.register(ShiftCalendar.configSection)
         return schema
     }
 
@@ -63,6 +66,7 @@ public struct KilnTallyConfiguration: Sendable {
         }
         let weighbridges = WeighbridgeConfig.decode(root)
         WeighbridgeConfig.validate(weighbridges, devices: roles, root: root)
+        let shifts = ShiftCalendar.decode(root)
         if acquisition.devices.isEmpty {
             root.error("device", "no [[device]] is configured: there is nothing to poll")
         }
@@ -79,6 +83,6 @@ public struct KilnTallyConfiguration: Sendable {
         let hash = acquisition.profiles.isEmpty ? document.contentHash : ConfigUnits.fnv1a64Hex(hashed)
         return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
                                       acquisition: acquisition, uplink: uplink, store: store, streams: streams,
-                                      weighbridges: weighbridges)
+                                      weighbridges: weighbridges, shifts: shifts ?? .standard)
     }
 }

@@ -1,3 +1,4 @@
+import KilnTallyCore
 import Foundation
 import KilnTallyDaemon
 import TestSupport
@@ -24,6 +25,11 @@ struct ConfigReferenceTests {
         #expect(wb.channel(withRole: .weight)?.role == .weight(zeroBand: 40))
         #expect(wb.channel(withRole: .motion)?.id == "unstable")
         #expect(config.streams.map(\.name) == ["msw-calciner", "rdf-riser", "sludge-inlet"])
+        #expect(config.weighbridges.map(\.name) == ["wb-north"])
+        // 四班三倒 from 2026-01-01: on the third day crew 丁 has the night shift. 2026-01-03 00:00 +08:00 is
+        // 2026-01-02T16:00:00Z = 1767369600 s.
+        let night = config.shifts.shift(containing: UTCInstant(secondsSinceEpoch: 1_767_369_600))
+        #expect(night.id.description == "2026-01-03/A" && night.crew == "丁")
         #expect(config.uplink.mqtt.tls?.caFile == "/etc/kilntally/hub-ca.pem")
     }
 }
