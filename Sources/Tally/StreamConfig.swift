@@ -20,6 +20,19 @@ public struct StreamConfig: Sendable, Hashable {
     /// Relative disagreement between the totalizer and the integrated rate above which the report says so.
     public var disagreementTolerance: Double
 
+    public init(name: String, material: String, feedPoint: FeedPoint, device: DeviceID, totalizer: ChannelID?,
+                rate: ChannelID?, maxGap: Duration, runThresholdTonnesPerHour: Double, disagreementTolerance: Double) {
+        self.name = name
+        self.material = material
+        self.feedPoint = feedPoint
+        self.device = device
+        self.totalizer = totalizer
+        self.rate = rate
+        self.maxGap = maxGap
+        self.runThresholdTonnesPerHour = runThresholdTonnesPerHour
+        self.disagreementTolerance = disagreementTolerance
+    }
+
     /// The `[[stream]]` section registered with the core config loader.
     public static var configSection: ConfigKey {
         ConfigKey("stream", .arrayOfTables(ConfigTable([

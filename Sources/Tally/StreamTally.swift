@@ -201,10 +201,15 @@ public struct StreamTally: Sendable, Hashable, Codable {
         }
     }
 
-    /// Closes `shift`: its figures leave the open set (later contributions become amendments).
+    /// Closes `shift`: its figures leave the open set (later contributions become amendments). A totalizer with no
+    /// good reading after the shift's end yet leaves the end value an estimate (the last good value): flag B.
     public mutating func close(_ shift: Shift) -> StreamShiftFigures {
         let key = shift.start.nanosecondsSinceEpoch
-        let f = open.removeValue(forKey: key) ?? StreamShiftFigures(shift: shift.id)
+        var f = open.removeValue(forKey: key) ?? StreamShiftFigures(shift: shift.id)
+        if source.totalizer != nil, (totalizer?.last?.time).map({ $0 < shift.end }) ?? true {
+            f.conditions.insert(.communicationGap)
+        }
+        if f.covered < shift.length { f.conditions.insert(.communicationGap) }
         shifts.removeValue(forKey: key)
         closedBefore = max(closedBefore, key)
         return f

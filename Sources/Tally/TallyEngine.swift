@@ -1,0 +1,219 @@
+import KilnTallyCore
+
+/// What drives the tally: readings in store order, and the clock ticks the daemon records (so that shifts close
+/// on time even when no device answers, and a replay of the store closes them at the same instants).
+public enum TallyInput: Sendable, Hashable {
+    case reading(sequence: UInt64, Reading)
+    case tick(sequence: UInt64, time: UTCInstant)
+
+    public var sequence: UInt64 {
+        switch self {
+        case .reading(let s, _), .tick(let s, _): s
+        }
+    }
+
+    public var time: UTCInstant {
+        switch self {
+        case .reading(_, let r): r.time
+        case .tick(_, let t): t
+        }
+    }
+}
+
+/// A record for the ledger (sealed into the chain), or an event.
+public enum TallyOutput: Sendable, Hashable {
+    /// A sealed ticket or shift-report record: canonical JSON with `prev_hash` and `hash`.
+    case record(kind: Kind, id: String, revision: Int, json: [UInt8])
+    case event(Event)
+
+    public enum Kind: String, Sendable, Hashable { case ticket, report }
+}
+
+/// The tally: pure and deterministic. Inputs (readings and ticks, in store order) go in; sealed ticket and
+/// shift-report records and events come out. Its whole position is `State` (Codable): the checkpoint. Feeding the
+/// same inputs to the same state always gives the same outputs, byte for byte — that is what makes a restart, or a
+/// replay of the store, produce exactly the reports an uninterrupted run would have.
+///
+/// Shifts close at their end plus `grace` of input time (a reading's or a tick's time). A contribution to a shift
+/// already closed (a device back after an outage across its end) produces a new revision of its report.
+public struct TallyEngine: Sendable {
+    public struct Setup: Sendable {
+        public var site: String
+        public var node: String
+        public var configHash: String
+        public var calendar: ShiftCalendar
+        public var grace: Duration
+        public var streams: [(config: StreamConfig, source: StreamSource)]
+        public var weighbridges: [(config: WeighbridgeConfig, channels: WeighbridgeChannels)]
+
+        public init(site: String, node: String, configHash: String, calendar: ShiftCalendar, grace: Duration,
+                    streams: [(config: StreamConfig, source: StreamSource)],
+                    weighbridges: [(config: WeighbridgeConfig, channels: WeighbridgeChannels)]) {
+            self.site = site
+            self.node = node
+            self.configHash = configHash
+            self.calendar = calendar
+            self.grace = grace
+            self.streams = streams
+            self.weighbridges = weighbridges
+        }
+    }
+
+    /// Everything the tally must remember across a restart.
+    public struct State: Sendable, Hashable, Codable {
+        /// The last input consumed (its store sequence number).
+        public var lastSequence: UInt64 = 0
+        /// The latest input time seen (closing never goes back when the wall clock does).
+        public var latest: UTCInstant?
+        /// The earliest shift not yet closed.
+        public var nextToClose: Shift?
+        public var streams: [String: StreamTally] = [:]
+        public var weighbridges: [String: WeighbridgeTally] = [:]
+        /// Tickets closed (or revised) per shift start, waiting for that shift's report: (material, net, receipt).
+        public var receipts: [Int64: [Receipt]] = [:]
+        /// The last revision of recent reports, for amendments (the last `keptReports`).
+        public var reports: [Int64: ReportState] = [:]
+        /// The hash of the last record sealed.
+        public var chainHead: String = HashChain.genesis
+
+        public init() {}
+    }
+
+    public struct Receipt: Sendable, Hashable, Codable {
+        public var ticket: String
+        public var material: String
+        public var net: Mass
+        public var counts: Bool
+    }
+
+    public struct ReportState: Sendable, Hashable, Codable {
+        public var shift: Shift
+        public var revision: Int
+        public var streams: [String: StreamShiftFigures]
+        public var receipts: [Receipt]
+        public var closedAt: UTCInstant
+    }
+
+    /// Reports kept in the state for later revisions (three days of three shifts).
+    public static let keptReports = 9
+
+    public let setup: Setup
+    public private(set) var state: State
+
+    public init(setup: Setup, state: State = State()) {
+        self.setup = setup
+        var s = state
+        for (config, source) in setup.streams where s.streams[config.name] == nil {
+            s.streams[config.name] = StreamTally(source: source)
+        }
+        for (config, channels) in setup.weighbridges where s.weighbridges[config.name] == nil {
+            s.weighbridges[config.name] = WeighbridgeTally(config: config, channels: channels)
+        }
+        self.state = s
+    }
+
+    /// Consumes one input (ignored if its sequence number was consumed before, so a replay from an older position
+    /// is harmless).
+    public mutating func consume(_ input: TallyInput) -> [TallyOutput] {
+        guard input.sequence > state.lastSequence else { return [] }
+        state.lastSequence = input.sequence
+        var out: [TallyOutput] = []
+        let t = input.time
+        if state.nextToClose == nil { state.nextToClose = setup.calendar.shift(containing: t) }
+        if case .reading(_, let r) = input {
+            let calendar = setup.calendar
+            let overlapping: (UTCInstant, UTCInstant) -> [Shift] = { a, b in
+                calendar.shifts(overlapping: a..<UTCInstant(nanosecondsSinceEpoch: b.nanosecondsSinceEpoch + 1))
+            }
+            for (config, _) in setup.streams {
+                let amendments = state.streams[config.name]!.consume(r, calendar: overlapping)
+                for a in amendments { out += amend(stream: config.name, a, at: t) }
+            }
+            for (config, _) in setup.weighbridges {
+                for o in state.weighbridges[config.name]!.consume([r]) { out += ticketOutput(o) }
+            }
+        }
+        if state.latest.map({ t > $0 }) ?? true { state.latest = t }
+        // Close every shift whose end plus grace has passed.
+        while let shift = state.nextToClose, let latest = state.latest,
+              latest.nanosecondsSinceEpoch >= shift.end.adding(setup.grace).nanosecondsSinceEpoch {
+            out += close(shift, at: latest)
+            state.nextToClose = setup.calendar.shift(after: shift)
+        }
+        return out
+    }
+
+    private mutating func ticketOutput(_ o: WeighbridgeOutput) -> [TallyOutput] {
+        switch o {
+        case .event(let e): return [.event(e)]
+        case .ticketOpened(let t): return seal(ticket: t, shift: nil)
+        case .ticketClosed(let t), .ticketRevised(let t):
+            guard let closedAt = t.closedAt ?? (t.status == .voided ? t.corrections.last?.time : nil) else {
+                return seal(ticket: t, shift: nil)
+            }
+            let shift = setup.calendar.shift(containing: closedAt)
+            let receipt = Receipt(ticket: t.id, material: t.material, net: t.net ?? .zero, counts: t.isReceipt)
+            let key = shift.start.nanosecondsSinceEpoch
+            if var report = state.reports[key] {
+                // The ticket's shift has closed: its report gets a new revision.
+                report.receipts.removeAll { $0.ticket == t.id }
+                report.receipts.append(receipt)
+                state.reports[key] = report
+                return seal(ticket: t, shift: shift.id) + revise(key, at: closedAt)
+            }
+            state.receipts[key, default: []].removeAll { $0.ticket == t.id }
+            state.receipts[key, default: []].append(receipt)
+            return seal(ticket: t, shift: shift.id)
+        }
+    }
+
+    private mutating func close(_ shift: Shift, at time: UTCInstant) -> [TallyOutput] {
+        var streams: [String: StreamShiftFigures] = [:]
+        for (config, _) in setup.streams { streams[config.name] = state.streams[config.name]!.close(shift) }
+        let key = shift.start.nanosecondsSinceEpoch
+        let report = ReportState(shift: shift, revision: 1, streams: streams,
+                                 receipts: state.receipts.removeValue(forKey: key) ?? [], closedAt: time)
+        state.reports[key] = report
+        while state.reports.count > Self.keptReports, let oldest = state.reports.keys.min() {
+            state.reports.removeValue(forKey: oldest)
+        }
+        return seal(report: report)
+    }
+
+    private mutating func amend(stream: String, _ a: StreamTally.Amendment, at time: UTCInstant) -> [TallyOutput] {
+        guard let key = state.reports.first(where: { $0.value.shift.id == a.shift })?.key else { return [] }
+        state.reports[key]!.streams[stream, default: StreamShiftFigures(shift: a.shift)].fed += a.fed
+        if let end = a.totalizerEnd { state.reports[key]!.streams[stream]!.totalizerEnd = end }
+        return revise(key, at: time)
+    }
+
+    private mutating func revise(_ key: Int64, at time: UTCInstant) -> [TallyOutput] {
+        state.reports[key]!.revision += 1
+        state.reports[key]!.closedAt = time
+        return seal(report: state.reports[key]!)
+    }
+
+    // MARK: records
+
+    private mutating func seal(ticket t: Ticket, shift: ShiftID?) -> [TallyOutput] {
+        let record = TallyRecords.ticket(t, site: setup.site, node: setup.node, shift: shift, configHash: setup.configHash)
+        return seal(record, kind: .ticket, id: t.id, revision: t.revision)
+    }
+
+    private mutating func seal(report r: ReportState) -> [TallyOutput] {
+        let record = TallyRecords.report(r, setup: setup)
+        return seal(record, kind: .report, id: "\(setup.site)/\(setup.node)/\(r.shift.id)", revision: r.revision)
+    }
+
+    private mutating func seal(_ record: [String: JSONValue], kind: TallyOutput.Kind, id: String, revision: Int) -> [TallyOutput] {
+        // Records are built from integers and strings only, so sealing cannot fail on a float; a failure here is a
+        // programming error in the record builders.
+        guard let sealed = try? HashChain.seal(record, after: state.chainHead),
+              let bytes = try? CanonicalJSON.serialize(.object(sealed)),
+              case .string(let hash)? = sealed[HashChain.hashField] else {
+            preconditionFailure("a tally record could not be sealed: \(record)")
+        }
+        state.chainHead = hash
+        return [.record(kind: kind, id: id, revision: revision, json: bytes)]
+    }
+}
