@@ -55,7 +55,7 @@ public enum Quality: String, Sendable, Codable, CaseIterable {
 }
 
 /// A decoded value. Integers stay integers so totalizers are exact; floats only where the device sends floats.
-public enum ReadingValue: Sendable, Hashable {
+public enum ReadingValue: Sendable, Hashable, Codable {
     case int(Int64)
     case uint(UInt64)
     case double(Double)
@@ -77,7 +77,7 @@ public enum ReadingValue: Sendable, Hashable {
 }
 
 /// One sample of one channel: the unit of data that flows from acquisition through the store to the uplink.
-public struct Reading: Sendable, Hashable {
+public struct Reading: Sendable, Hashable, Codable {
     public var device: DeviceID
     public var channel: ChannelID
     /// Wall-clock UTC time of the sample.

@@ -75,6 +75,9 @@ public struct TallyEngine: Sendable {
         public var reports: [Int64: ReportState] = [:]
         /// The hash of the last record sealed.
         public var chainHead: String = HashChain.genesis
+        /// Per weighbridge, the readings of its indicator's poll in progress (a poll's readings are consecutive in
+        /// the store; it is complete when a channel repeats or a clock tick comes).
+        public var pendingPolls: [String: [Reading]] = [:]
 
         public init() {}
     }
@@ -129,9 +132,14 @@ public struct TallyEngine: Sendable {
                 let amendments = state.streams[config.name]!.consume(r, calendar: overlapping)
                 for a in amendments { out += amend(stream: config.name, a, at: t) }
             }
-            for (config, _) in setup.weighbridges {
-                for o in state.weighbridges[config.name]!.consume([r]) { out += ticketOutput(o) }
+            for (config, _) in setup.weighbridges where r.device == config.device {
+                if state.pendingPolls[config.name, default: []].contains(where: { $0.channel == r.channel }) {
+                    out += flushPoll(config.name)
+                }
+                state.pendingPolls[config.name, default: []].append(r)
             }
+        } else {
+            for (config, _) in setup.weighbridges { out += flushPoll(config.name) }
         }
         if state.latest.map({ t > $0 }) ?? true { state.latest = t }
         // Close every shift whose end plus grace has passed.
@@ -141,6 +149,11 @@ public struct TallyEngine: Sendable {
             state.nextToClose = setup.calendar.shift(after: shift)
         }
         return out
+    }
+
+    private mutating func flushPoll(_ weighbridge: String) -> [TallyOutput] {
+        guard let poll = state.pendingPolls.removeValue(forKey: weighbridge), !poll.isEmpty else { return [] }
+        return state.weighbridges[weighbridge]!.consume(poll).flatMap { ticketOutput($0) }
     }
 
     private mutating func ticketOutput(_ o: WeighbridgeOutput) -> [TallyOutput] {

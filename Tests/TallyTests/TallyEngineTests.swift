@@ -151,4 +151,52 @@ struct TallyEngineTests {
             #expect(got == expected, "cut at \(cut)")
         }
     }
+
+    @Test("worked example 6 through the engine: the ticket (net 19,220 kg) counts in the shift containing 09:41:05, and in its balance")
+    func ticketInItsShift() throws {
+        var setup = Self.setup(ShiftCalendar.standard)  // A/B/C from 00:00, Asia/Shanghai
+        setup.weighbridges = [(
+            WeighbridgeConfig(name: "wb1", device: "wb", pairing: .ticketNumber, defaultMaterial: "msw"),
+            WeighbridgeChannels(weight: "weight", zeroBand: 40, motion: "unstable", ticketNumber: "ticket")
+        )]
+        var engine = TallyEngine(setup: setup)
+        // 2026-11-23 00:00 +08:00 = 2026-11-22T16:00:00Z.
+        let midnight: Int64 = 1_795_363_200
+        var seq: UInt64 = 0
+        var outputs: [TallyOutput] = []
+        func poll(_ h: Int64, _ m: Int64, _ s: Int64, kg: Int64, moving: Bool, ticket: UInt64) {
+            let t = UTCInstant(secondsSinceEpoch: midnight + h * 3600 + m * 60 + s)
+            for (channel, value) in [("weight", ReadingValue.int(kg)), ("unstable", .bool(moving)), ("ticket", .uint(ticket))] {
+                seq += 1
+                outputs += engine.consume(.reading(sequence: seq, Reading(device: "wb", channel: ChannelID(channel), time: t, value: value,
+                                                                         unit: channel == "weight" ? .kilogram : nil)))
+            }
+        }
+        poll(9, 12, 30, kg: 0, moving: false, ticket: 7)
+        poll(9, 12, 36, kg: 20_000, moving: true, ticket: 7)
+        poll(9, 12, 40, kg: 31_480, moving: false, ticket: 7)
+        poll(9, 12, 45, kg: 31_480, moving: false, ticket: 7)
+        poll(9, 12, 52, kg: 0, moving: false, ticket: 7)
+        poll(9, 40, 58, kg: 9_000, moving: true, ticket: 7)
+        poll(9, 41, 5, kg: 12_260, moving: false, ticket: 7)
+        poll(9, 41, 10, kg: 12_260, moving: false, ticket: 7)
+        poll(9, 41, 20, kg: 0, moving: false, ticket: 7)
+        seq += 1
+        outputs += engine.consume(.tick(sequence: seq, time: UTCInstant(secondsSinceEpoch: midnight + 16 * 3600 + 600)))
+        let tickets = try outputs.compactMap { o -> [String: JSONValue]? in
+            guard case .record(.ticket, _, _, let json) = o else { return nil }
+            return try CanonicalJSON.parse(json).objectValue
+        }
+        #expect(tickets.map { $0["revision"] } == [.integer(1), .integer(2)])
+        let closed = try #require(tickets.last)
+        #expect(closed["net_kg"]?.stringValue == "19220.000" && closed["gross_kg"]?.stringValue == "31480.000")
+        #expect(closed["shift"]?.stringValue == "2026-11-23/B")
+        #expect(closed["closed_at"]?.stringValue == "2026-11-23T01:41:05.000Z")
+        let reports = try Self.reports(outputs)
+        // The tally starts with its first input (09:12, shift B): no report for the shift before it.
+        #expect(reports.map { $0["shift"]?.stringValue } == ["2026-11-23/B"])
+        let b = try #require(reports.last)
+        #expect(b["receipts"] == .array([.object(["material": "msw", "tickets": 1, "net_kg": "19220.000"])]))
+        #expect(b["balance"] == .array([.object(["material": "msw", "received_kg": "19220.000", "fed_kg": "0.000", "residual_kg": "19220.000"])]))
+    }
 }
