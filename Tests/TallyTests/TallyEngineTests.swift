@@ -2,6 +2,7 @@ import Foundation
 import KilnTallyCore
 import Tally
 import Testing
+import TestSupport
 
 /// The engine end to end on recorded inputs: reports per shift (worked example 4 across both DST changes), the
 /// chain over everything it seals, revisions when a late reading changes a closed shift, and a checkpoint taken at
@@ -81,6 +82,48 @@ struct TallyEngineTests {
         #expect(a["flag"]?.stringValue == "N")
         #expect(a["start_local"]?.stringValue?.hasSuffix(seconds == 25_200 ? "+01:00" : "+02:00") == true)
         #expect(a["end_local"]?.stringValue?.hasSuffix(seconds == 25_200 ? "+02:00" : "+01:00") == true)
+    }
+
+    @Test("Python (rfc8785 + hashlib) recomputes every hash and link of what the engine sealed")
+    func pythonAgrees() async throws {
+        var setup = Self.setup(ShiftCalendar.standard, totalizer: true)
+        setup.weighbridges = [(WeighbridgeConfig(name: "wb1", device: "wb", defaultMaterial: "生活垃圾"),
+                               WeighbridgeChannels(weight: "weight", zeroBand: 40, motion: "unstable"))]
+        var engine = TallyEngine(setup: setup)
+        var records: [[String: JSONValue]] = []
+        var seq: UInt64 = 0
+        for input in Self.inputs(from: 1_795_363_200, to: 1_795_363_200 + 30_000, until: 1_795_363_200 + 60_000, totalizer: true) {
+            for case .record(_, _, _, let json) in engine.consume(input) { records.append(try CanonicalJSON.parse(json).objectValue!) }
+            seq = input.sequence
+        }
+        // A truck, so a ticket with a non-ASCII material is in the chain too.
+        for (k, (kg, moving)) in [(0, false), (30_000, true), (31_480, false), (31_480, false), (0, false),
+                                  (12_260, false), (12_260, false), (0, false)].enumerated() {
+            let t = UTCInstant(secondsSinceEpoch: 1_795_363_200 + 60_001 + Int64(k) * 5)
+            for (channel, value) in [("weight", ReadingValue.int(Int64(kg))), ("unstable", .bool(moving))] {
+                seq += 1
+                for case .record(_, _, _, let json) in engine.consume(.reading(sequence: seq, Reading(
+                    device: "wb", channel: ChannelID(channel), time: t, value: value, unit: channel == "weight" ? .kilogram : nil))) {
+                    records.append(try CanonicalJSON.parse(json).objectValue!)
+                }
+            }
+        }
+        seq += 1
+        for case .record(_, _, _, let json) in engine.consume(.tick(sequence: seq, time: UTCInstant(secondsSinceEpoch: 1_795_363_200 + 90_000))) {
+            records.append(try CanonicalJSON.parse(json).objectValue!)
+        }
+        #expect(records.contains { $0["schema"] == "kilntally.ticket/1" } && records.contains { $0["schema"] == "kilntally.shift-report/1" })
+        let lines = try records.enumerated().map { n, record -> [UInt8] in
+            var w = JSONWriter()
+            w.beginObject()
+            w.field("seq", n + 1)
+            w.field("type", "record")
+            w.field("body", try CanonicalJSON.string(.object(record)))
+            w.endObject()
+            return Array(w.string.utf8)
+        }
+        let python = try await JCSPeer.run("chain", input: lines)
+        #expect(python == records.enumerated().map { "\($0 + 1) chained \($1["hash"]!.stringValue!) ok" })
     }
 
     @Test("every record is sealed into one chain that the verifier accepts")
