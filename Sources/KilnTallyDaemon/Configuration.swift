@@ -21,6 +21,32 @@ public struct KilnTallyConfiguration: Sendable {
     public var weighbridges: [WeighbridgeConfig]
     /// The plant's shifts (three 8-hour shifts from 00:00 in Asia/Shanghai when `[shifts]` is absent).
     public var shifts: ShiftCalendar
+    public var tally: TallySettings
+
+    /// The tally's setup from the configuration: each stream's source with its totalizer's parameters taken from
+    /// the channel's role, each weighbridge's channels found by role (the config check has validated both).
+    public var tallySetup: TallyEngine.Setup {
+        let devices = Dictionary(acquisition.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let streams = self.streams.map { s -> (config: StreamConfig, source: StreamSource) in
+            let totalizerChannel = s.totalizer.flatMap { name in devices[s.device]?.channels.first { $0.id == name } }
+            var parameters: TotalizerTracker.Parameters?
+            if let channel = totalizerChannel, case .totalizer(let role)? = channel.role {
+                parameters = TotalizerTracker.Parameters(role: role, unit: channel.unit)
+            }
+            return (s, StreamSource(device: s.device, totalizer: parameters == nil ? nil : s.totalizer,
+                                    totalizerParameters: parameters, rate: s.rate, maxGap: s.maxGap,
+                                    runThresholdTonnesPerHour: s.runThresholdTonnesPerHour))
+        }
+        let roles = Dictionary(acquisition.devices.map { d in
+            (d.id, Dictionary(d.channels.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a }))
+        }, uniquingKeysWith: { a, _ in a })
+        let weighbridges = self.weighbridges.compactMap { w -> (config: WeighbridgeConfig, channels: WeighbridgeChannels)? in
+            guard case .success(let channels) = w.resolveChannels(devices: roles) else { return nil }
+            return (w, channels)
+        }
+        return TallyEngine.Setup(site: uplink.identity.site, node: uplink.identity.node, configHash: contentHash,
+                                 calendar: shifts, grace: tally.grace, streams: streams, weighbridges: weighbridges)
+    }
 
     /// Every section every module registers.
     public static var schema: ConfigSchema {
@@ -35,6 +61,7 @@ public struct KilnTallyConfiguration: Sendable {
         schema.register(StreamConfig.configSection)
         schema.register(WeighbridgeConfig.configSection)
         schema.register(ShiftCalendar.configSection)
+        schema.register(TallySettings.configSection)
         return schema
     }
 
@@ -83,6 +110,7 @@ public struct KilnTallyConfiguration: Sendable {
         let hash = acquisition.profiles.isEmpty ? document.contentHash : ConfigUnits.fnv1a64Hex(hashed)
         return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
                                       acquisition: acquisition, uplink: uplink, store: store, streams: streams,
-                                      weighbridges: weighbridges, shifts: shifts ?? .standard)
+                                      weighbridges: weighbridges, shifts: shifts ?? .standard,
+                                      tally: TallySettings.decode(root))
     }
 }

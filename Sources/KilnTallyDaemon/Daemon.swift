@@ -4,7 +4,11 @@ import Logging
 import ModbusKit
 import RingStore
 import ServiceLifecycle
+import Tally
 import Uplink
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Polls every bus and appends what it reads to the store. One `BusPoller` (one thread) per bus.
 struct AcquisitionService: Service {
@@ -119,6 +123,18 @@ public enum Daemon {
                 logger.error("bus \(bus.name) cannot be set up and is not polled: \(error)")
             }
         }
+        // The tally runs when there is something to account; its ledger and checkpoint open before any service.
+        var tallyService: TallyService?
+        if !configuration.streams.isEmpty || !configuration.weighbridges.isEmpty {
+            let ledger = try await Ledger(directory: options.stateDirectory + "/ledger", clock: options.clock, logger: logger)
+            let tallyDirectory = options.stateDirectory + "/tally"
+            if mkdir(tallyDirectory, 0o750) != 0 && errno != EEXIST {
+                throw TallyCheckpoint.CheckpointError("cannot create \(tallyDirectory): \(String(cString: strerror(errno)))")
+            }
+            tallyService = TallyService(store: store, ledger: ledger, setup: configuration.tallySetup,
+                                        checkpointPath: tallyDirectory + "/checkpoint.json",
+                                        tickInterval: configuration.tally.tickInterval, clock: options.clock, logger: logger)
+        }
         let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,
                                        startedAt: options.clock.now())
         let uplink = Uplink(config: configuration.uplink, store: store, info: info, clock: options.clock, logger: logger)
@@ -129,6 +145,7 @@ public enum Daemon {
             services: [
                 .init(service: StoreService(store: store, logger: logger), serviceName: "store"),
                 .init(service: UplinkService(uplink: uplink), serviceName: "uplink"),
+            ] + (tallyService.map { [.init(service: $0, serviceName: "tally")] } ?? []) + [
                 .init(service: AcquisitionService(pollers: pollers, store: store, logger: logger), serviceName: "acquisition"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -7,13 +7,18 @@ import KilnTallyCore
 /// 1,000.000 t at 07:59:58 and 1,000.250 t at 08:00:03 put 0.100 t before 08:00:00 and 0.150 t after, and 1,000.100 t
 /// is the end value of one shift and the start value of the next.
 public enum Apportion {
-    /// The part of `mass` fed before each of `cuts` (sorted instants inside `[from, to]`), cumulative and rounded
-    /// to the nearest milligram (halves away from zero) in exact integer arithmetic.
+    /// The part of `mass` fed before each of `cuts` (sorted instants inside `[from, to]`), cumulative, in exact
+    /// integer arithmetic, rounded (halves away from zero) to whole grams — the resolution reports print — so that a
+    /// boundary value and the pieces on both sides of it print exactly (end − start = fed to the gram); a mass
+    /// that is not a whole number of grams is rounded to the milligram instead.
     public static func cumulative(_ mass: Mass, from t0: UTCInstant, to t1: UTCInstant, at cuts: [UTCInstant]) -> [Mass] {
         let span = t1.nanosecondsSinceEpoch - t0.nanosecondsSinceEpoch
         precondition(span > 0, "apportioning over an empty interval")
         return cuts.map { cut in
             let elapsed = min(max(cut.nanosecondsSinceEpoch - t0.nanosecondsSinceEpoch, 0), span)
+            if mass.milligrams % 1_000 == 0 {
+                return Mass(grams: scaled(mass.milligrams / 1_000, elapsed, span))
+            }
             return Mass(milligrams: scaled(mass.milligrams, elapsed, span))
         }
     }

@@ -1,0 +1,157 @@
+import Foundation
+import KilnTallyCore
+import Logging
+import RingStore
+import Tally
+import TestSupport
+import Testing
+
+/// The tally in the running daemon: a scenario simulator (a weighbridge with a truck, a BW500 belt) polled by
+/// kilntallyd with 20-second shifts; the ledger gets chained reports and the truck's ticket, and a kill -9 in the
+/// middle neither loses nor duplicates a record.
+@Suite("Tally in the daemon", .serialized)
+struct TallyEndToEndTests {
+    static let scenario = """
+        seed = 3
+        [[device]]
+        name = "wb"
+        profile = "generic-weighbridge"
+          [[device.truck]]
+          vehicle = "ZJ-A1"
+          arrive = "1s"
+          gross = 32010
+          tare = 14000
+          outbound_after = "17s"
+        [[device]]
+        name = "belt"
+        profile = "siemens-bw500"
+        mean_rate = 36
+        swing = 0
+        noise = 0
+        """
+
+    struct Rig {
+        let dir: TemporaryDirectory
+        let simulator: PeerProcess
+        let configPath: String
+        let stateDir: String
+
+        func daemon(_ name: String) throws -> PeerProcess {
+            try PeerProcess(name: name, executable: try RepoPaths.builtProduct("kilntallyd"),
+                            arguments: ["--config", configPath, "--state-dir", stateDir], logDirectory: dir.path)
+        }
+
+        /// The ledger's records (daemon stopped), parsed.
+        func ledgerRecords() async throws -> [(type: String, record: [String: JSONValue], body: [UInt8])] {
+            var logger = Logger(label: "ledger-read")
+            logger.logLevel = .critical
+            let ledger = try await Ledger(directory: stateDir + "/ledger", logger: logger)
+            defer { Task { await ledger.close() } }
+            var out: [(String, [String: JSONValue], [UInt8])] = []
+            var seq: UInt64 = 0
+            while true {
+                let batch = try await ledger.read(after: seq, limit: 1000)
+                guard let last = batch.last else { break }
+                seq = last.sequence
+                for r in batch { out.append((r.type, try CanonicalJSON.parse(r.body).objectValue ?? [:], r.body)) }
+            }
+            await ledger.close()
+            return out
+        }
+    }
+
+    static func makeRig() async throws -> Rig {
+        let dir = try TemporaryDirectory()
+        try Self.scenario.write(toFile: dir.file("scenario.toml"), atomically: true, encoding: .utf8)
+        let simulator = try PeerProcess(
+            name: "simulator", executable: try RepoPaths.builtProduct("kilntally"),
+            arguments: ["simulate", "--scenario", dir.file("scenario.toml"), "--write-config", dir.file("sim.toml")],
+            logDirectory: dir.path)
+        try await simulator.waitUntil("the simulator's config") { FileManager.default.fileExists(atPath: dir.file("sim.toml")) && simulator.log().contains("belt") }
+        // Shifts of 20 s anchored on a whole minute in the past.
+        let anchor = UTCInstant(secondsSinceEpoch: Int64(Date().timeIntervalSince1970) / 60 * 60 - 600)
+        let config = """
+            [node]
+            site = "plant-a"
+            name = "kiln1"
+            [mqtt]
+            host = "127.0.0.1"
+            port = \(try FreePort.allocate())
+            [profiles]
+            dirs = []
+            [shifts]
+            cycle = "20s"
+            anchor = "\(anchor.rfc3339)"
+            [tally]
+            grace = "2s"
+            tick_interval = "500ms"
+            [[stream]]
+            name = "msw"
+            material = "msw"
+            feed_point = "calciner"
+            device = "belt"
+            totalizer = "total1"
+            rate = "rate"
+            [[weighbridge]]
+            name = "wb"
+            device = "wb"
+            default_material = "msw"
+            pair_by = "order"
+
+            """ + (try String(contentsOfFile: dir.file("sim.toml"), encoding: .utf8))
+        try config.write(toFile: dir.file("kilntally.toml"), atomically: true, encoding: .utf8)
+        return Rig(dir: dir, simulator: simulator, configPath: dir.file("kilntally.toml"), stateDir: dir.file("state"))
+    }
+
+    @Test("reports per shift and the truck's ticket reach the ledger, chained; a kill -9 loses and duplicates nothing")
+    func tallyInTheDaemon() async throws {
+        let rig = try await Self.makeRig()
+        defer { rig.simulator.stop() }
+        var daemon = try rig.daemon("kilntallyd-1")
+        try await daemon.waitUntil("a first shift report", timeout: .seconds(40)) { daemon.log().contains("report plant-a/kiln1/") }
+        // Killed without warning, mid-run; then started again from its checkpoint.
+        daemon.signal(SIGKILL)
+        _ = try await daemon.waitForExit()
+        daemon = try rig.daemon("kilntallyd-2")
+        try await daemon.waitUntil("the truck's ticket closed", timeout: .seconds(60)) {
+            daemon.log().contains("ticket wb-1 revision 2 written")
+        }
+        try await daemon.waitUntil("one more report after the ticket", timeout: .seconds(30)) {
+            let log = daemon.log()
+            guard let ticket = log.range(of: "ticket wb-1 revision 2 written") else { return false }
+            return log[ticket.upperBound...].contains("report plant-a/kiln1/")
+        }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0, "\(daemon.log())")
+
+        let records = try await rig.ledgerRecords()
+        let chained = records.filter { $0.type == "ticket" || $0.type == "report" }
+        // One chain over everything, every record once.
+        var verifier = ChainVerifier()
+        for r in chained {
+            guard case .chained = verifier.check(r.body) else {
+                Issue.record("record \(r.record["id"] ?? .null) does not verify")
+                return
+            }
+        }
+        let keys = chained.map { "\($0.record["id"]!.stringValue!)#\($0.record["revision"]!)" }
+        #expect(Set(keys).count == keys.count, "a record written twice: \(keys)")
+        // The truck: inbound 32,000 kg (on the 20 kg division), outbound 14,000 kg, net 18,000 kg.
+        let ticket = try #require(chained.last { $0.type == "ticket" }?.record)
+        #expect(ticket["gross_kg"]?.stringValue == "32000.000" && ticket["tare_kg"]?.stringValue == "14000.000")
+        #expect(ticket["net_kg"]?.stringValue == "18000.000" && ticket["status"]?.stringValue == "closed")
+        // Reports: consecutive shifts, each stream's fed = end - start, and the ticket in its shift's receipts.
+        let reports = chained.filter { $0.type == "report" }.map(\.record)
+        #expect(reports.count >= 2)
+        for report in reports {
+            let stream = try #require(report["streams"]?.arrayValue?.first?.objectValue)
+            if let start = stream["totalizer_start_kg"]?.stringValue, let end = stream["totalizer_end_kg"]?.stringValue,
+               let fed = stream["fed_kg"]?.stringValue {
+                #expect(abs((Double(end)! - Double(start)!) - Double(fed)!) < 0.0005, "\(report["shift"] ?? .null)")
+            }
+        }
+        let shiftOfTicket = try #require(ticket["shift"]?.stringValue)
+        let receipts = reports.last { $0["shift"]?.stringValue == shiftOfTicket }?["receipts"]
+        #expect(receipts == .array([.object(["material": "msw", "tickets": 1, "net_kg": "18000.000"])]))
+    }
+}
