@@ -76,7 +76,7 @@ public enum TallyClock {
     public static let device: DeviceID = "kilntally"
     public static let channel: ChannelID = "clock"
 
-    static func input(_ seq: UInt64, _ r: Reading) -> TallyInput {
+    public static func input(_ seq: UInt64, _ r: Reading) -> TallyInput {
         r.device == device && r.channel == channel ? .tick(sequence: seq, time: r.time) : .reading(sequence: seq, r)
     }
 }

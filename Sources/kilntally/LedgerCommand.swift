@@ -1,12 +1,73 @@
 import ArgumentParser
 import KilnTallyCore
+import KilnTallyDaemon
 import RingStore
 import Tally
 
 struct LedgerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger", abstract: "Inspect the ledger of tickets and shift reports (while the daemon is stopped; nothing is modified).",
-        subcommands: [Verify.self])
+        subcommands: [Verify.self, Replay.self])
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replay the stored readings through a fresh tally and check the ledger's tickets and reports are exactly what it produces.",
+            discussion: """
+                The tally is deterministic: the readings and clock ticks in the store, with the same configuration,                 always give the same records, byte for byte. This replays the whole store from the start (a fresh                 tally, no checkpoint) and compares each ticket and report in the ledger, in order, with the replay's.                 Exit 0 when the ledger is a prefix of the replay (records the daemon had not written yet are listed),                 1 naming the first record that differs. Run it with the daemon stopped; nothing is modified.
+                """)
+
+        @Option(help: "Configuration file (the one the daemon ran with).")
+        var config: String = DefaultPaths.config
+
+        @Option(name: .customLong("state-dir"), help: "State directory (DIR/readings and DIR/ledger).")
+        var stateDir: String = DefaultPaths.stateDirectory
+
+        func run() async throws {
+            var stderr = StandardError()
+            let c: KilnTallyConfiguration
+            do { c = try KilnTallyConfiguration.load(file: config) } catch {
+                Swift.print(error.description, to: &stderr)
+                throw ExitCode(KilnTallyExit.configError.rawValue)
+            }
+            var engine = TallyEngine(setup: c.tallySetup)
+            var replayed: [(id: String, revision: Int, body: [UInt8])] = []
+            var inputs = 0
+            do {
+                try StoreInspector.dump(directory: stateDir + "/readings") { seq, reading in
+                    inputs += 1
+                    for case .record(_, let id, let revision, let body) in engine.consume(TallyClock.input(seq, reading)) {
+                        replayed.append((id, revision, body))
+                    }
+                }
+            } catch {
+                Swift.print("kilntally ledger replay: \(stateDir)/readings: \(error)", to: &stderr)
+                throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+            }
+            var stored: [LedgerRecord] = []
+            do {
+                try StoreInspector.dumpLedger(directory: stateDir + "/ledger") { r in
+                    if r.type == "ticket" || r.type == "report" { stored.append(r) }
+                }
+            } catch {
+                Swift.print("kilntally ledger replay: \(stateDir)/ledger: \(error)", to: &stderr)
+                throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+            }
+            for (n, record) in stored.enumerated() {
+                guard n < replayed.count else {
+                    Swift.print("MISMATCH ledger seq \(record.sequence): the replay of \(inputs) stored readings produces only \(replayed.count) records")
+                    throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+                }
+                if record.body != replayed[n].body {
+                    Swift.print("MISMATCH ledger seq \(record.sequence): the replay's record \(n + 1) (\(replayed[n].id) revision \(replayed[n].revision)) differs")
+                    throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+                }
+            }
+            Swift.print("ledger matches the replay of \(inputs) stored readings: \(stored.count) ticket/report records identical, byte for byte")
+            for r in replayed.dropFirst(stored.count) {
+                Swift.print("not yet in the ledger: \(r.id) revision \(r.revision)")
+            }
+        }
+    }
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -103,7 +103,7 @@ struct TallyEndToEndTests {
         return Rig(dir: dir, simulator: simulator, configPath: dir.file("kilntally.toml"), stateDir: dir.file("state"))
     }
 
-    @Test("reports per shift and the truck's ticket reach the ledger, chained; a kill -9 loses and duplicates nothing")
+    @Test("reports per shift and the truck's ticket reach the ledger, chained; after a kill -9 it equals an uninterrupted replay")
     func tallyInTheDaemon() async throws {
         let rig = try await Self.makeRig()
         defer { rig.simulator.stop() }
@@ -123,6 +123,13 @@ struct TallyEndToEndTests {
         }
         daemon.signal(SIGTERM)
         #expect(try await daemon.waitForExit() == 0, "\(daemon.log())")
+
+        // Byte for byte what an uninterrupted tally makes of the same stored readings.
+        let replay = try PeerProcess(name: "replay", executable: try RepoPaths.builtProduct("kilntally"),
+                                     arguments: ["ledger", "replay", "--config", rig.configPath, "--state-dir", rig.stateDir],
+                                     logDirectory: rig.dir.path)
+        #expect(try await replay.waitForExit() == 0, "\(replay.log())")
+        #expect(replay.log().contains("identical, byte for byte"), "\(replay.log())")
 
         let records = try await rig.ledgerRecords()
         let chained = records.filter { $0.type == "ticket" || $0.type == "report" }
