@@ -22,6 +22,8 @@ public struct KilnTallyConfiguration: Sendable {
     /// The plant's shifts (three 8-hour shifts from 00:00 in Asia/Shanghai when `[shifts]` is absent).
     public var shifts: ShiftCalendar
     public var tally: TallySettings
+    /// Stocks that close the materials' balances.
+    public var stocks: [StockConfig]
 
     /// The tally's setup from the configuration: each stream's source with its totalizer's parameters taken from
     /// the channel's role, each weighbridge's channels found by role (the config check has validated both).
@@ -44,8 +46,14 @@ public struct KilnTallyConfiguration: Sendable {
             guard case .success(let channels) = w.resolveChannels(devices: roles) else { return nil }
             return (w, channels)
         }
-        return TallyEngine.Setup(site: uplink.identity.site, node: uplink.identity.node, configHash: contentHash,
-                                 calendar: shifts, grace: tally.grace, streams: streams, weighbridges: weighbridges)
+        var setup = TallyEngine.Setup(site: uplink.identity.site, node: uplink.identity.node, configHash: contentHash,
+                                      calendar: shifts, grace: tally.grace, streams: streams, weighbridges: weighbridges)
+        setup.stocks = stocks.compactMap { s in
+            guard case .success(let factor) = s.resolve(devices: roles) else { return nil }
+            return (s, factor)
+        }
+        setup.balanceTolerance = tally.balanceTolerance
+        return setup
     }
 
     /// Every section every module registers.
@@ -62,6 +70,7 @@ public struct KilnTallyConfiguration: Sendable {
         schema.register(WeighbridgeConfig.configSection)
         schema.register(ShiftCalendar.configSection)
         schema.register(TallySettings.configSection)
+        schema.register(StockConfig.configSection)
         return schema
     }
 
@@ -94,6 +103,10 @@ public struct KilnTallyConfiguration: Sendable {
         let weighbridges = WeighbridgeConfig.decode(root)
         WeighbridgeConfig.validate(weighbridges, devices: roles, root: root)
         let shifts = ShiftCalendar.decode(root)
+        let stocks = StockConfig.decode(root)
+        for (stock, table) in zip(stocks, root.tables("stock")) {
+            if case .failure(let problem) = stock.resolve(devices: roles) { table.error(problem.key, problem.message) }
+        }
         if acquisition.devices.isEmpty {
             root.error("device", "no [[device]] is configured: there is nothing to poll")
         }
@@ -111,6 +124,6 @@ public struct KilnTallyConfiguration: Sendable {
         return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
                                       acquisition: acquisition, uplink: uplink, store: store, streams: streams,
                                       weighbridges: weighbridges, shifts: shifts ?? .standard,
-                                      tally: TallySettings.decode(root))
+                                      tally: TallySettings.decode(root), stocks: stocks)
     }
 }

@@ -45,6 +45,11 @@ public struct TallyEngine: Sendable {
         public var grace: Duration
         public var streams: [(config: StreamConfig, source: StreamSource)]
         public var weighbridges: [(config: WeighbridgeConfig, channels: WeighbridgeChannels)]
+        /// Stocks closing the balance, with their channels' tonnes per unit.
+        public var stocks: [(config: StockConfig, tonnesPerUnit: Double)] = []
+        /// Above this absolute imbalance (the residual, or the closing discrepancy with a stock) a material's
+        /// balance raises an `imbalance` alarm.
+        public var balanceTolerance: Mass = Mass(kilograms: 2_000)
 
         public init(site: String, node: String, configHash: String, calendar: ShiftCalendar, grace: Duration,
                     streams: [(config: StreamConfig, source: StreamSource)],
@@ -78,6 +83,7 @@ public struct TallyEngine: Sendable {
         /// Per weighbridge, the readings of its indicator's poll in progress (a poll's readings are consecutive in
         /// the store; it is complete when a channel repeats or a clock tick comes).
         public var pendingPolls: [String: [Reading]] = [:]
+        public var stocks: [String: StockTracker] = [:]
 
         public init() {}
     }
@@ -95,6 +101,13 @@ public struct TallyEngine: Sendable {
         public var streams: [String: StreamShiftFigures]
         public var receipts: [Receipt]
         public var closedAt: UTCInstant
+        /// Opening and closing stock per material that has a [[stock]].
+        public var stocks: [String: StockLevels] = [:]
+    }
+
+    public struct StockLevels: Sendable, Hashable, Codable {
+        public var opening: Mass?
+        public var closing: Mass?
     }
 
     /// Reports kept in the state for later revisions (three days of three shifts).
@@ -111,6 +124,9 @@ public struct TallyEngine: Sendable {
         }
         for (config, channels) in setup.weighbridges where s.weighbridges[config.name] == nil {
             s.weighbridges[config.name] = WeighbridgeTally(config: config, channels: channels)
+        }
+        for (config, factor) in setup.stocks where s.stocks[config.material] == nil {
+            s.stocks[config.material] = StockTracker(config, tonnesPerUnit: factor)
         }
         self.state = s
     }
@@ -131,6 +147,9 @@ public struct TallyEngine: Sendable {
             for (config, _) in setup.streams {
                 let amendments = state.streams[config.name]!.consume(r, calendar: overlapping)
                 for a in amendments { out += amend(stream: config.name, a, at: t) }
+            }
+            if let end = state.nextToClose?.end {
+                for material in state.stocks.keys.sorted() { state.stocks[material]!.consume(r, shiftEnd: end) }
             }
             for (config, _) in setup.weighbridges where r.device == config.device {
                 if state.pendingPolls[config.name, default: []].contains(where: { $0.channel == r.channel }) {
@@ -184,13 +203,17 @@ public struct TallyEngine: Sendable {
         var streams: [String: StreamShiftFigures] = [:]
         for (config, _) in setup.streams { streams[config.name] = state.streams[config.name]!.close(shift) }
         let key = shift.start.nanosecondsSinceEpoch
-        let report = ReportState(shift: shift, revision: 1, streams: streams,
+        var report = ReportState(shift: shift, revision: 1, streams: streams,
                                  receipts: state.receipts.removeValue(forKey: key) ?? [], closedAt: time)
+        for material in state.stocks.keys.sorted() {
+            let (opening, closing) = state.stocks[material]!.close()
+            report.stocks[material] = StockLevels(opening: opening, closing: closing)
+        }
         state.reports[key] = report
         while state.reports.count > Self.keptReports, let oldest = state.reports.keys.min() {
             state.reports.removeValue(forKey: oldest)
         }
-        return seal(report: report)
+        return seal(report: report) + imbalances(report)
     }
 
     private mutating func amend(stream: String, _ a: StreamTally.Amendment, at time: UTCInstant) -> [TallyOutput] {
@@ -204,6 +227,15 @@ public struct TallyEngine: Sendable {
         state.reports[key]!.revision += 1
         state.reports[key]!.closedAt = time
         return seal(report: state.reports[key]!)
+    }
+
+    /// One `imbalance` alarm per material whose balance is off by more than the tolerance.
+    private func imbalances(_ r: ReportState) -> [TallyOutput] {
+        TallyRecords.balance(r, setup: setup).filter(\.exceeded).map { b in
+            .event(Event(kind: .imbalance, severity: .alarm, time: r.closedAt,
+                         message: "shift \(r.shift.id): \(b.material) is out of balance by \(b.imbalance.kilogramsString) kg (tolerance \(setup.balanceTolerance.kilogramsString) kg)",
+                         attributes: ["shift": r.shift.id.description, "material": b.material, "imbalance_kg": b.imbalance.kilogramsString]))
+        }
     }
 
     // MARK: records

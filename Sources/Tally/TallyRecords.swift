@@ -66,9 +66,35 @@ public enum TallyRecords {
 }
 
 extension TallyRecords {
+    /// One material's balance in a shift: with a stock, imbalance = opening + received − fed − closing (zero when
+    /// everything is measured); without one, imbalance = received − fed (what the bunker must have gained or lost).
+    struct Balance {
+        var material: String
+        var received: Mass
+        var fed: Mass
+        var imbalance: Mass
+        var exceeded: Bool
+    }
+
+    static func balance(_ r: TallyEngine.ReportState, setup: TallyEngine.Setup) -> [Balance] {
+        var fed: [String: Mass] = [:]
+        for (config, _) in setup.streams { fed[config.material, default: .zero] += r.streams[config.name]?.fed ?? .zero }
+        var received: [String: Mass] = [:]
+        for receipt in r.receipts where receipt.counts { received[receipt.material, default: .zero] += receipt.net }
+        let materials = Set(fed.keys).union(received.keys).union(r.stocks.keys).sorted()
+        return materials.map { m in
+            let rec = received[m] ?? .zero, f = fed[m] ?? .zero
+            var imbalance = rec - f
+            if let levels = r.stocks[m], let opening = levels.opening, let closing = levels.closing {
+                imbalance = opening + rec - f - closing
+            }
+            return Balance(material: m, received: rec, fed: f, imbalance: imbalance,
+                           exceeded: abs(imbalance.milligrams) > setup.balanceTolerance.milligrams)
+        }
+    }
+
     /// A shift report revision, unsealed: identity, per-stream figures, receipts per material, the mass balance per
-    /// material (received − fed: the residual; with no stock channel the residual is what the bunker gained or
-    /// lost) and the overall flag.
+    /// material (see `balance`) and the overall flag.
     static func report(_ r: TallyEngine.ReportState, setup: TallyEngine.Setup) -> [String: JSONValue] {
         let length = r.shift.length
         let lengthSeconds = length.components.seconds
@@ -111,13 +137,17 @@ extension TallyRecords {
             receivedByMaterial[receipt.material, default: (0, .zero)].count += 1
             receivedByMaterial[receipt.material, default: (0, .zero)].net += receipt.net
         }
-        let materials = Set(fedByMaterial.keys).union(receivedByMaterial.keys).sorted()
         let receipts: [JSONValue] = receivedByMaterial.keys.sorted().map { m in
             .object(["material": .string(m), "tickets": .integer(receivedByMaterial[m]!.count), "net_kg": kg(receivedByMaterial[m]!.net)])
         }
-        let balance: [JSONValue] = materials.map { m in
-            let received = receivedByMaterial[m]?.net ?? .zero, fed = fedByMaterial[m] ?? .zero
-            return .object(["material": .string(m), "received_kg": kg(received), "fed_kg": kg(fed), "residual_kg": kg(received - fed)])
+        let balance: [JSONValue] = Self.balance(r, setup: setup).map { b in
+            var o: [String: JSONValue] = ["material": .string(b.material), "received_kg": kg(b.received), "fed_kg": kg(b.fed),
+                                          "imbalance_kg": kg(b.imbalance), "exceeded": .bool(b.exceeded)]
+            if let levels = r.stocks[b.material] {
+                o["opening_stock_kg"] = kg(levels.opening)
+                o["closing_stock_kg"] = kg(levels.closing)
+            }
+            return .object(o)
         }
         return [
             "schema": .string(reportSchema), "id": .string("\(setup.site)/\(setup.node)/\(r.shift.id)"),

@@ -80,4 +80,26 @@ struct StreamConfigTests {
             ])
         }
     }
+
+    @Test func aStockNeedsALevelOrStockChannel() {
+        do {
+            _ = try KilnTallyConfiguration.load(text: Self.base + """
+                [[stock]]
+                material = "msw"
+                device = "belt1"
+                channel = "rate"
+                [[stock]]
+                material = "msw"
+                device = "belt1"
+                channel = "nope"
+                """, file: "k.toml")
+            Issue.record("accepted")
+        } catch {
+            #expect(error.diagnostics.map(\.description) == [
+                "k.toml:25: stock[0].channel: channel 'rate' of device 'belt1' needs role level or stock (it has role rate)",
+                "k.toml:27: stock[1].material: material 'msw' has more than one [[stock]]",
+                "k.toml:29: stock[1].channel: device 'belt1' has no channel 'nope'",
+            ])
+        }
+    }
 }

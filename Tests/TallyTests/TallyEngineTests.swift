@@ -240,6 +240,42 @@ struct TallyEngineTests {
         #expect(reports.map { $0["shift"]?.stringValue } == ["2026-11-23/B"])
         let b = try #require(reports.last)
         #expect(b["receipts"] == .array([.object(["material": "msw", "tickets": 1, "net_kg": "19220.000"])]))
-        #expect(b["balance"] == .array([.object(["material": "msw", "received_kg": "19220.000", "fed_kg": "0.000", "residual_kg": "19220.000"])]))
+        // No stock: the imbalance is the residual received − fed, beyond the 2 t tolerance: an alarm.
+        #expect(b["balance"] == .array([.object(["material": "msw", "received_kg": "19220.000", "fed_kg": "0.000",
+                                                 "imbalance_kg": "19220.000", "exceeded": true])]))
+        #expect(outputs.contains { if case .event(let e) = $0 { e.kind == .imbalance && e.attributes["material"] == "msw" } else { false } })
+    }
+
+    @Test("with a stock the balance closes: opening + received − fed = closing, no alarm; a missing truck shows as imbalance")
+    func stockBalance() throws {
+        var setup = Self.setup(ShiftCalendar.standard, totalizer: true)
+        setup.stocks = [(StockConfig(material: "msw", device: "bunker", channel: "level"), 0.5)]  // 0.5 t per %
+        var engine = TallyEngine(setup: setup)
+        // Shift 2026-11-23/B (Shanghai, 08:00-16:00 +08:00) starts at 2026-11-23T00:00:00Z.
+        let start: Int64 = 1_795_363_200 + 8 * 3600
+        var outputs: [TallyOutput] = []
+        var seq: UInt64 = 0
+        func level(_ t: Int64, _ percent: Double) {
+            seq += 1
+            outputs += engine.consume(.reading(sequence: seq, Reading(device: "bunker", channel: "level", time: UTCInstant(secondsSinceEpoch: t),
+                                                                     value: .double(percent), unit: .percent)))
+        }
+        // The belt feeds 12 t/h for the whole shift (96 t) and nothing is received, so the bunker (0.5 t per %, a
+        // tall one) must fall by 96 t: from 250 % (125 t) to 58 % (29 t).
+        level(start + 10, 250)
+        for input in Self.inputs(from: start, to: start + 8 * 3600 + 60, until: start + 8 * 3600 + 400, totalizer: true) {
+            seq = max(seq, input.sequence) + 1
+            switch input {
+            case .reading(_, let r): outputs += engine.consume(.reading(sequence: seq, r))
+            case .tick(_, let t): outputs += engine.consume(.tick(sequence: seq, time: t))
+            }
+            if input.time.nanosecondsSinceEpoch == UTCInstant(secondsSinceEpoch: start + 8 * 3600 - 60).nanosecondsSinceEpoch { level(start + 8 * 3600 - 30, 58) }
+        }
+        let report = try #require(try Self.reports(outputs).first)
+        let balance = try #require(report["balance"]?.arrayValue?.first?.objectValue)
+        #expect(balance["opening_stock_kg"]?.stringValue == "125000.000" && balance["closing_stock_kg"]?.stringValue == "29000.000")
+        #expect(balance["fed_kg"]?.stringValue == "96000.000")
+        #expect(balance["imbalance_kg"]?.stringValue == "0.000" && balance["exceeded"] == .bool(false))
+        #expect(!outputs.contains { if case .event(let e) = $0 { e.kind == .imbalance } else { false } })
     }
 }
