@@ -80,10 +80,10 @@ let package = Package(
         .executableTarget(name: "store-benchmark", dependencies: [
             "RingStore", "KilnTallyCore", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/StoreBenchmark"),
-        // swift run -c release acquisition-benchmark [planner|cycle|decode N|cadence]; Benchmarks/callgrind.sh for
+        // swift run -c release acquisition-benchmark [planner|cycle|decode N|tally N|cadence]; Benchmarks/callgrind.sh for
         // instructions per reading. Uses the test harness' socat pty pair (run deploy/setup.sh first).
         .executableTarget(name: "acquisition-benchmark", dependencies: [
-            "Acquisition", "KilnTallyCore", "KilnTallyDaemon", "ModbusKit", "RingStore", "Simulator", "TestSupport",
+            "Acquisition", "KilnTallyCore", "KilnTallyDaemon", "ModbusKit", "RingStore", "Simulator", "Tally", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/AcquisitionBenchmark"),
 

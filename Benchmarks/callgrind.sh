@@ -9,6 +9,9 @@
 #   apt-get install -y valgrind
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A first argument "tally" counts the tally engine instead of decoding (Benchmarks/AcquisitionBenchmark/TallyBenchmark.swift).
+MODE=decode
+if [[ ${1:-} == tally || ${1:-} == decode ]]; then MODE=$1; shift; fi
 N1=${1:-20000}
 N2=${2:-220000}
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installed: apt-get install -y valgrind" >&2; exit 69; }
@@ -20,14 +23,14 @@ trap 'rm -f "$BIN"' EXIT
 strip --strip-debug -o "$BIN" "$(swift build -c release --show-bin-path)/acquisition-benchmark"
 instructions() {
     # callgrind prints "==PID== Collected : <instructions>" on stderr at exit.
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" decode "$1" 2>&1 >/dev/null \
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN" "$MODE" "$1" 2>&1 >/dev/null \
         | sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p'
 }
 I1=$(instructions "$N1")
 I2=$(instructions "$N2")
 [[ -n $I1 && -n $I2 ]] || { echo "callgrind.sh: no instruction count from callgrind" >&2; exit 1; }
-awk -v i1="$I1" -v i2="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
+awk -v mode="$MODE" -v i1="$I1" -v i2="$I2" -v n1="$N1" -v n2="$N2" 'BEGIN {
     per = (i2 - i1) / (n2 - n1)
-    printf "callgrind: %d instructions for %d readings, %d for %d (start-up and shutdown: %d)\n", i1, n1, i2, n2, i1 - per * n1
-    printf "decode:    %.0f instructions per reading (difference / %d readings) = %.1f %% of the 5,000-instruction end-to-end budget\n", per, n2 - n1, per / 50
+    printf "callgrind: %.0f instructions for %d readings, %.0f for %d (start-up and shutdown: %.0f)\n", i1, n1, i2, n2, i1 - per * n1
+    printf "%s:    %.0f instructions per reading (difference / %d readings) = %.1f %% of the 5,000-instruction end-to-end budget\n", mode, per, n2 - n1, per / 50
 }'

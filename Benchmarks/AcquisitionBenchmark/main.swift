@@ -6,6 +6,7 @@
 //   swift run -c release acquisition-benchmark cycle      # (b) poll-cycle time at 9600 baud vs the wire-time limit
 //   swift run -c release acquisition-benchmark cadence [--seconds S]   # (d) healthy cadence with/without a dead neighbour
 //   swift run -c release acquisition-benchmark decode N   # (c) decode N readings (for Benchmarks/callgrind.sh)
+//   swift run -c release acquisition-benchmark tally N    # N inputs through the tally engine (Benchmarks/callgrind.sh tally)
 //
 // cycle and cadence run the real BusPoller/ModbusClient over a socat pty pair to the simulator's RTU server with
 // line-speed emulation (deploy/setup.sh installs socat and the venv the harness uses).
@@ -19,7 +20,7 @@ var cycles = 100
 while let a = args.popFirst() {
     switch a {
     case "planner", "cycle", "cadence", "all": mode = a
-    case "decode":
+    case "decode", "tally":
         mode = a
         if let n = args.first.flatMap({ Int($0) }) {
             decodeCount = n
@@ -40,6 +41,8 @@ case "cadence":
     try await CadenceBenchmark.run(seconds: cadenceSeconds)
 case "decode":
     DecodeBenchmark.run(readings: decodeCount)
+case "tally":
+    try TallyBenchmark.run(readings: decodeCount)
 default:
     PlannerBenchmark.run()
     try await CycleBenchmark.run(cycles: cycles)

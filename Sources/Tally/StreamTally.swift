@@ -37,6 +37,19 @@ public struct StreamShiftFigures: Sendable, Hashable, Codable {
     }
 }
 
+/// A shift's bounds only: what the per-reading arithmetic needs (a `Shift` also carries its id, crew and local
+/// times as strings, which are costly to copy for every reading).
+public struct ShiftSpan: Sendable, Hashable {
+    public var start: UTCInstant
+    public var end: UTCInstant
+    public init(start: UTCInstant, end: UTCInstant) {
+        self.start = start
+        self.end = end
+    }
+    public init(_ shift: Shift) { self.init(start: shift.start, end: shift.end) }
+    public func contains(_ t: UTCInstant) -> Bool { start <= t && t < end }
+}
+
 /// What a stream is fed from: a totalizer, a rate, or both (the totalizer authoritative, the integration a
 /// cross-check whose disagreement is reported).
 public struct StreamSource: Sendable, Hashable, Codable {
@@ -70,7 +83,6 @@ public struct StreamTally: Sendable, Hashable, Codable {
     private var integrator: RateIntegrator
     /// Figures of shifts not yet closed, by shift start (ns), in time order.
     private var open: [Int64: StreamShiftFigures] = [:]
-    private var shifts: [Int64: Shift] = [:]
     /// Shifts already closed (start ns); contributions to them are amendments.
     private var closedBefore: Int64 = .min
 
@@ -82,13 +94,14 @@ public struct StreamTally: Sendable, Hashable, Codable {
 
     /// A contribution to a shift that had already been closed.
     public struct Amendment: Sendable, Hashable {
-        public var shift: ShiftID
+        /// The start of the closed shift it belongs to.
+        public var shiftStart: UTCInstant
         public var fed: Mass
         public var totalizerEnd: Mass?
     }
 
     /// Takes one reading of this stream's device (others are ignored). `shifts` gives the shifts an interval spans.
-    public mutating func consume(_ r: Reading, calendar: (UTCInstant, UTCInstant) -> [Shift]) -> [Amendment] {
+    public mutating func consume(_ r: Reading, calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) -> [Amendment] {
         guard r.device == source.device else { return [] }
         var amendments: [Amendment] = []
         if r.channel == source.totalizer {
@@ -107,7 +120,7 @@ public struct StreamTally: Sendable, Hashable, Codable {
                     let covered = s.covered(from: shift.start, to: shift.end)
                     if source.totalizer == nil {
                         if let fed = Mass(tonnes, .tonne), isClosed(shift) {
-                            amendments.append(Amendment(shift: shift.id, fed: fed, totalizerEnd: nil))
+                            amendments.append(Amendment(shiftStart: shift.start, fed: fed, totalizerEnd: nil))
                         }
                         if let fed = Mass(tonnes, .tonne) { self[shift].fed += fed }
                         self[shift].covered += covered
@@ -122,7 +135,7 @@ public struct StreamTally: Sendable, Hashable, Codable {
     }
 
     /// Marks conditions a reading's quality implies on the shift it falls in.
-    private mutating func noteQuality(_ r: Reading, calendar: (UTCInstant, UTCInstant) -> [Shift]) {
+    private mutating func noteQuality(_ r: Reading, calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) {
         guard let shift = calendar(r.time, r.time).first else { return }
         if !r.clockSynchronized { self[shift].conditions.insert(.clockUnsynchronized) }
         switch r.quality {
@@ -133,7 +146,7 @@ public struct StreamTally: Sendable, Hashable, Codable {
         }
     }
 
-    private mutating func credit(_ step: TotalizerTracker.Step, calendar: (UTCInstant, UTCInstant) -> [Shift]) -> [Amendment] {
+    private mutating func credit(_ step: TotalizerTracker.Step, calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) -> [Amendment] {
         switch step {
         case .baseline(let value, let t):
             if let shift = calendar(t, t).first, self[shift].totalizerStart == nil {
@@ -169,8 +182,14 @@ public struct StreamTally: Sendable, Hashable, Codable {
 
     /// Credits `delta`, fed evenly over [from, to], to the shifts it spans; sets boundary values.
     private mutating func spread(_ delta: Mass, from: UTCInstant, to: UTCInstant, startValue: Mass,
-                                 calendar: (UTCInstant, UTCInstant) -> [Shift]) -> [Amendment] {
+                                 calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) -> [Amendment] {
         let spanned = calendar(from, to)
+        // The common case: both readings in one open shift — the whole delta goes there, no apportioning.
+        if spanned.count == 1, let shift = spanned.first, !isClosed(shift) {
+            open[shift.start.nanosecondsSinceEpoch, default: StreamShiftFigures(shift: ShiftID(localDate: "", name: ""))].fed += delta
+            open[shift.start.nanosecondsSinceEpoch]!.totalizerEnd = startValue + delta
+            return []
+        }
         let cuts = spanned.dropFirst().map(\.start).filter { $0 > from && $0 < to }
         let pieces = Apportion.split(delta, from: from, to: to, at: cuts)
         let marks = Apportion.cumulative(delta, from: from, to: to, at: cuts)
@@ -180,7 +199,7 @@ public struct StreamTally: Sendable, Hashable, Codable {
         for (k, shift) in receiving.enumerated() where k < pieces.count {
             let endValue: Mass? = k < marks.count ? startValue + marks[k] : nil
             if isClosed(shift) {
-                amendments.append(Amendment(shift: shift.id, fed: pieces[k], totalizerEnd: endValue))
+                amendments.append(Amendment(shiftStart: shift.start, fed: pieces[k], totalizerEnd: endValue))
                 continue
             }
             self[shift].fed += pieces[k]
@@ -191,13 +210,12 @@ public struct StreamTally: Sendable, Hashable, Codable {
         return amendments
     }
 
-    private func isClosed(_ shift: Shift) -> Bool { shift.start.nanosecondsSinceEpoch <= closedBefore }
+    private func isClosed(_ shift: ShiftSpan) -> Bool { shift.start.nanosecondsSinceEpoch <= closedBefore }
 
-    private subscript(shift: Shift) -> StreamShiftFigures {
-        get { open[shift.start.nanosecondsSinceEpoch] ?? StreamShiftFigures(shift: shift.id) }
+    private subscript(shift: ShiftSpan) -> StreamShiftFigures {
+        get { open[shift.start.nanosecondsSinceEpoch] ?? StreamShiftFigures(shift: ShiftID(localDate: "", name: "")) }
         set {
             open[shift.start.nanosecondsSinceEpoch] = newValue
-            shifts[shift.start.nanosecondsSinceEpoch] = shift
         }
     }
 
@@ -206,11 +224,11 @@ public struct StreamTally: Sendable, Hashable, Codable {
     public mutating func close(_ shift: Shift) -> StreamShiftFigures {
         let key = shift.start.nanosecondsSinceEpoch
         var f = open.removeValue(forKey: key) ?? StreamShiftFigures(shift: shift.id)
+        f.shift = shift.id
         if source.totalizer != nil, (totalizer?.last?.time).map({ $0 < shift.end }) ?? true {
             f.conditions.insert(.communicationGap)
         }
         if f.covered < shift.length { f.conditions.insert(.communicationGap) }
-        shifts.removeValue(forKey: key)
         closedBefore = max(closedBefore, key)
         return f
     }

@@ -115,6 +115,16 @@ public struct TallyEngine: Sendable {
 
     public let setup: Setup
     public private(set) var state: State
+    /// Shifts looked up recently (not part of the state: a pure cache). Building a `Shift` formats its local times,
+    /// so asking the calendar for every reading would cost more than everything else the tally does.
+    private var shiftCache: [ShiftSpan] = []
+    /// The calendar behind a reference, so the per-reading lookup closure does not copy its arrays.
+    private let calendarBox: CalendarBox
+
+    final class CalendarBox: Sendable {
+        let calendar: ShiftCalendar
+        init(_ calendar: ShiftCalendar) { self.calendar = calendar }
+    }
 
     public init(setup: Setup, state: State = State()) {
         self.setup = setup
@@ -129,6 +139,7 @@ public struct TallyEngine: Sendable {
             s.stocks[config.material] = StockTracker(config, tonnesPerUnit: factor)
         }
         self.state = s
+        calendarBox = CalendarBox(setup.calendar)
     }
 
     /// Consumes one input (ignored if its sequence number was consumed before, so a replay from an older position
@@ -140,16 +151,25 @@ public struct TallyEngine: Sendable {
         let t = input.time
         if state.nextToClose == nil { state.nextToClose = setup.calendar.shift(containing: t) }
         if case .reading(_, let r) = input {
-            let calendar = setup.calendar
-            let overlapping: (UTCInstant, UTCInstant) -> [Shift] = { a, b in
-                calendar.shifts(overlapping: a..<UTCInstant(nanosecondsSinceEpoch: b.nanosecondsSinceEpoch + 1))
+            let box = calendarBox
+            var cache = shiftCache
+            let overlapping: (UTCInstant, UTCInstant) -> [ShiftSpan] = { a, b in
+                // [a, b] inside one known shift: that shift, without the calendar.
+                if let s = cache.first(where: { $0.contains(a) }), s.contains(b) { return [s] }
+                let found = box.calendar.shifts(overlapping: a..<UTCInstant(nanosecondsSinceEpoch: b.nanosecondsSinceEpoch + 1)).map(ShiftSpan.init)
+                for s in found where !cache.contains(s) { cache.append(s) }
+                if cache.count > 8 { cache.removeFirst(cache.count - 8) }
+                return found
             }
-            for (config, _) in setup.streams {
+            defer { shiftCache = cache }
+            for (config, _) in setup.streams where config.device == r.device {
                 let amendments = state.streams[config.name]!.consume(r, calendar: overlapping)
                 for a in amendments { out += amend(stream: config.name, a, at: t) }
             }
             if let end = state.nextToClose?.end {
-                for material in state.stocks.keys.sorted() { state.stocks[material]!.consume(r, shiftEnd: end) }
+                for (config, _) in setup.stocks where config.device == r.device && config.channel == r.channel {
+                    state.stocks[config.material]!.consume(r, shiftEnd: end)
+                }
             }
             for (config, _) in setup.weighbridges where r.device == config.device {
                 if state.pendingPolls[config.name, default: []].contains(where: { $0.channel == r.channel }) {
@@ -217,8 +237,9 @@ public struct TallyEngine: Sendable {
     }
 
     private mutating func amend(stream: String, _ a: StreamTally.Amendment, at time: UTCInstant) -> [TallyOutput] {
-        guard let key = state.reports.first(where: { $0.value.shift.id == a.shift })?.key else { return [] }
-        state.reports[key]!.streams[stream, default: StreamShiftFigures(shift: a.shift)].fed += a.fed
+        let key = a.shiftStart.nanosecondsSinceEpoch
+        guard let report = state.reports[key] else { return [] }  // older than the reports kept: not revised
+        state.reports[key]!.streams[stream, default: StreamShiftFigures(shift: report.shift.id)].fed += a.fed
         if let end = a.totalizerEnd { state.reports[key]!.streams[stream]!.totalizerEnd = end }
         return revise(key, at: time)
     }

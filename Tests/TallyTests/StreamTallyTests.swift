@@ -24,6 +24,8 @@ struct StreamTallyTests {
         return out
     }
 
+    static func spans(_ a: UTCInstant, _ b: UTCInstant) -> [ShiftSpan] { shifts(a, b).map(ShiftSpan.init) }
+
     static func at(_ h: Int, _ m: Int, _ s: Int) -> UTCInstant { day.adding(.seconds(Int64(h * 3600 + m * 60 + s))) }
 
     static func total(_ tonnes: Double, _ t: UTCInstant, quality: Quality = .good) -> Reading {
@@ -39,10 +41,10 @@ struct StreamTallyTests {
     @Test("worked example 3 through the stream: 0.100 t before 08:00 and 0.150 t after; 1,000.100 t ends A and starts B")
     func boundary() {
         var stream = StreamTally(source: Self.source)
-        #expect(stream.consume(Self.total(999.990, Self.at(7, 59, 50)), calendar: Self.shifts).isEmpty)
-        _ = stream.consume(Self.total(1_000.000, Self.at(7, 59, 58)), calendar: Self.shifts)
-        _ = stream.consume(Self.total(1_000.250, Self.at(8, 0, 3)), calendar: Self.shifts)
-        _ = stream.consume(Self.total(1_000.300, Self.at(8, 0, 13)), calendar: Self.shifts)
+        #expect(stream.consume(Self.total(999.990, Self.at(7, 59, 50)), calendar: Self.spans).isEmpty)
+        _ = stream.consume(Self.total(1_000.000, Self.at(7, 59, 58)), calendar: Self.spans)
+        _ = stream.consume(Self.total(1_000.250, Self.at(8, 0, 3)), calendar: Self.spans)
+        _ = stream.consume(Self.total(1_000.300, Self.at(8, 0, 13)), calendar: Self.spans)
         let a = stream.close(Self.shifts(Self.at(7, 0, 0), Self.at(7, 0, 0))[0])
         #expect(a.fed == Mass(kilograms: 110))  // 0.010 t, then 0.100 t of the split
         #expect(a.totalizerEnd == Mass(kilograms: 1_000_100))
@@ -58,12 +60,12 @@ struct StreamTallyTests {
     @Test("a device back after an outage spanning a closed boundary amends the closed shift; a long gap flags B")
     func amendment() {
         var stream = StreamTally(source: Self.source)
-        _ = stream.consume(Self.total(2_000.000, Self.at(7, 50, 0)), calendar: Self.shifts)
-        _ = stream.consume(Self.total(0, Self.at(7, 55, 0), quality: .timeout), calendar: Self.shifts)
+        _ = stream.consume(Self.total(2_000.000, Self.at(7, 50, 0)), calendar: Self.spans)
+        _ = stream.consume(Self.total(0, Self.at(7, 55, 0), quality: .timeout), calendar: Self.spans)
         let a = stream.close(Self.shifts(Self.at(7, 0, 0), Self.at(7, 0, 0))[0])
         #expect(a.fed == .zero && a.conditions.contains(.communicationGap))
         // Back at 08:10 with 2,001.000 t: 1 t over 20 min, half of it before 08:00 — which belongs to the closed A.
-        let amendments = stream.consume(Self.total(2_001.000, Self.at(8, 10, 0)), calendar: Self.shifts)
+        let amendments = stream.consume(Self.total(2_001.000, Self.at(8, 10, 0)), calendar: Self.spans)
         #expect(amendments.map(\.fed) == [Mass(kilograms: 500)])
         #expect(amendments.first?.totalizerEnd == Mass(kilograms: 2_000_500))
         let b = stream.close(Self.shifts(Self.at(8, 0, 0), Self.at(8, 0, 0))[0])
@@ -89,7 +91,7 @@ struct StreamTallyTests {
                 let fed = Double(rng.next() % UInt64(14 * dt)) / 1000  // up to 50 t/h, in whole kg
                 value += fed
                 let r = Self.total(value, t)
-                for a in stream.consume(r, calendar: Self.shifts) { closedFed += a.fed }
+                for a in stream.consume(r, calendar: Self.spans) { closedFed += a.fed }
                 if first == nil { first = Mass(value, .tonne) }
                 total = Mass(value, .tonne)! - first!
                 if t >= nextClose {
