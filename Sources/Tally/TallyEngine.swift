@@ -84,6 +84,9 @@ public struct TallyEngine: Sendable {
         /// the store; it is complete when a channel repeats or a clock tick comes).
         public var pendingPolls: [String: [Reading]] = [:]
         public var stocks: [String: StockTracker] = [:]
+        /// The latest revision of recent tickets (open and closed), for corrections: the last `keptTickets`.
+        public var tickets: [String: Ticket] = [:]
+        public var ticketOrder: [String] = []
 
         public init() {}
     }
@@ -112,6 +115,15 @@ public struct TallyEngine: Sendable {
 
     /// Reports kept in the state for later revisions (three days of three shifts).
     public static let keptReports = 9
+    /// Tickets kept in the state for corrections.
+    public static let keptTickets = 1_000
+
+    /// Corrections are stored like readings (device `kilntally`, channel `correction`, the value a JSON object:
+    /// `{"action": "set_material" | "void", "ticket": ID, "material": M, "operator": NAME, "reason": TEXT}`), so a
+    /// replay of the store applies them at the same point. Each makes the ticket's next revision (flag S) and, if
+    /// its shift is closed, the next revision of that shift's report.
+    public static let correctionDevice: DeviceID = "kilntally"
+    public static let correctionChannel: ChannelID = "correction"
 
     public let setup: Setup
     public private(set) var state: State
@@ -150,7 +162,9 @@ public struct TallyEngine: Sendable {
         var out: [TallyOutput] = []
         let t = input.time
         if state.nextToClose == nil { state.nextToClose = setup.calendar.shift(containing: t) }
-        if case .reading(_, let r) = input {
+        if case .reading(_, let r) = input, r.device == Self.correctionDevice, r.channel == Self.correctionChannel {
+            out += correct(r)
+        } else if case .reading(_, let r) = input {
             let box = calendarBox
             var cache = shiftCache
             let overlapping: (UTCInstant, UTCInstant) -> [ShiftSpan] = { a, b in
@@ -195,7 +209,45 @@ public struct TallyEngine: Sendable {
         return state.weighbridges[weighbridge]!.consume(poll).flatMap { ticketOutput($0) }
     }
 
+    private mutating func correct(_ r: Reading) -> [TallyOutput] {
+        func refused(_ why: String) -> [TallyOutput] {
+            [.event(Event(kind: .ticketCorrected, severity: .warning, time: r.time, message: "correction refused: \(why)"))]
+        }
+        guard case .string(let text) = r.value, let request = try? CanonicalJSON.parse(text).objectValue,
+              let action = request["action"]?.stringValue, let id = request["ticket"]?.stringValue,
+              let operatorName = request["operator"]?.stringValue, let reason = request["reason"]?.stringValue else {
+            return refused("not a correction object")
+        }
+        guard let ticket = state.tickets[id], let bridge = state.weighbridges.keys.sorted().first(where: { ticket.weighbridge == $0 }) else {
+            return refused("no recent ticket \(id)")
+        }
+        do {
+            let outputs: [WeighbridgeOutput]
+            switch action {
+            case "set_material":
+                outputs = try state.weighbridges[bridge]!.setMaterial(ticket: ticket, material: request["material"]?.stringValue ?? "",
+                                                                     operator: operatorName, reason: reason, at: r.time)
+            case "void":
+                outputs = try state.weighbridges[bridge]!.void(ticket: ticket, operator: operatorName, reason: reason, at: r.time)
+            default:
+                return refused("unknown action \(action)")
+            }
+            return outputs.flatMap { ticketOutput($0) }
+        } catch {
+            return refused("\(error)")
+        }
+    }
+
+    private mutating func remember(_ t: Ticket) {
+        if state.tickets.updateValue(t, forKey: t.id) == nil { state.ticketOrder.append(t.id) }
+        while state.ticketOrder.count > Self.keptTickets { state.tickets.removeValue(forKey: state.ticketOrder.removeFirst()) }
+    }
+
     private mutating func ticketOutput(_ o: WeighbridgeOutput) -> [TallyOutput] {
+        switch o {
+        case .ticketOpened(let t), .ticketClosed(let t), .ticketRevised(let t): remember(t)
+        case .event: break
+        }
         switch o {
         case .event(let e): return [.event(e)]
         case .ticketOpened(let t): return seal(ticket: t, shift: nil)

@@ -240,6 +240,27 @@ struct TallyEngineTests {
         #expect(reports.map { $0["shift"]?.stringValue } == ["2026-11-23/B"])
         let b = try #require(reports.last)
         #expect(b["receipts"] == .array([.object(["material": "msw", "tickets": 1, "net_kg": "19220.000"])]))
+        // A correction stored like a reading: the ticket is voided (revision 3, S) and its closed shift's report
+        // is revised without it.
+        seq += 1
+        let void = Reading(device: TallyEngine.correctionDevice, channel: TallyEngine.correctionChannel,
+                           time: UTCInstant(secondsSinceEpoch: midnight + 17 * 3600),
+                           value: .string(#"{"action":"void","ticket":"wb1-1","operator":"zhang","reason":"test weighing"}"#))
+        let corrected = engine.consume(.reading(sequence: seq, void))
+        let records = try corrected.compactMap { o -> [String: JSONValue]? in
+            guard case .record(_, _, _, let json) = o else { return nil }
+            return try CanonicalJSON.parse(json).objectValue
+        }
+        #expect(records.map { $0["schema"]?.stringValue } == ["kilntally.ticket/1", "kilntally.shift-report/1"])
+        #expect(records[0]["revision"] == .integer(3) && records[0]["status"] == "voided" && records[0]["flag"] == "S")
+        #expect(records[0]["corrections"]?.arrayValue?.first?.objectValue?["operator"] == "zhang")
+        #expect(records[1]["shift"] == "2026-11-23/B" && records[1]["revision"] == .integer(2))
+        #expect(records[1]["receipts"] == .array([]))
+        seq += 1
+        let unknown = Reading(device: TallyEngine.correctionDevice, channel: TallyEngine.correctionChannel, time: void.time,
+                              value: .string(#"{"action":"void","ticket":"wb1-9","operator":"zhang","reason":"x"}"#))
+        #expect(engine.consume(.reading(sequence: seq, unknown)).allSatisfy { if case .event = $0 { true } else { false } })
+
         // No stock: the imbalance is the residual received − fed, beyond the 2 t tolerance: an alarm.
         #expect(b["balance"] == .array([.object(["material": "msw", "received_kg": "19220.000", "fed_kg": "0.000",
                                                  "imbalance_kg": "19220.000", "exceeded": true])]))
