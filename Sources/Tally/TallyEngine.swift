@@ -71,7 +71,11 @@ public struct TallyEngine: Sendable {
         /// The latest input time seen (closing never goes back when the wall clock does).
         public var latest: UTCInstant?
         /// The earliest shift not yet closed.
-        public var nextToClose: Shift?
+        public var nextToClose: Shift? {
+            didSet { nextEnd = nextToClose?.end }
+        }
+        /// `nextToClose`'s end, kept apart so the per-input checks do not copy the whole shift.
+        public private(set) var nextEnd: UTCInstant?
         public var streams: [String: StreamTally] = [:]
         public var weighbridges: [String: WeighbridgeTally] = [:]
         /// Tickets closed (or revised) per shift start, waiting for that shift's report: (material, net, receipt).
@@ -161,7 +165,7 @@ public struct TallyEngine: Sendable {
         state.lastSequence = input.sequence
         var out: [TallyOutput] = []
         let t = input.time
-        if state.nextToClose == nil { state.nextToClose = setup.calendar.shift(containing: t) }
+        if state.nextEnd == nil { state.nextToClose = setup.calendar.shift(containing: t) }
         if case .reading(_, let r) = input, r.device == Self.correctionDevice, r.channel == Self.correctionChannel {
             out += correct(r)
         } else if case .reading(_, let r) = input {
@@ -180,7 +184,7 @@ public struct TallyEngine: Sendable {
                 let amendments = state.streams[config.name]!.consume(r, calendar: overlapping)
                 for a in amendments { out += amend(stream: config.name, a, at: t) }
             }
-            if let end = state.nextToClose?.end {
+            if let end = state.nextEnd {
                 for (config, _) in setup.stocks where config.device == r.device && config.channel == r.channel {
                     state.stocks[config.material]!.consume(r, shiftEnd: end)
                 }
@@ -196,8 +200,8 @@ public struct TallyEngine: Sendable {
         }
         if state.latest.map({ t > $0 }) ?? true { state.latest = t }
         // Close every shift whose end plus grace has passed.
-        while let shift = state.nextToClose, let latest = state.latest,
-              latest.nanosecondsSinceEpoch >= shift.end.adding(setup.grace).nanosecondsSinceEpoch {
+        while let end = state.nextEnd, let latest = state.latest,
+              latest.nanosecondsSinceEpoch >= end.adding(setup.grace).nanosecondsSinceEpoch, let shift = state.nextToClose {
             out += close(shift, at: latest)
             state.nextToClose = setup.calendar.shift(after: shift)
         }
