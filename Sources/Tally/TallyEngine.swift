@@ -136,6 +136,10 @@ public struct TallyEngine: Sendable {
     private var shiftCache: [ShiftSpan] = []
     /// The calendar behind a reference, so the per-reading lookup closure does not copy its arrays.
     private let calendarBox: CalendarBox
+    /// What each input is matched against, flattened out of `setup` so matching copies no configuration.
+    private let streamKeys: [(device: DeviceID, name: String)]
+    private let stockKeys: [(device: DeviceID, channel: ChannelID, material: String)]
+    private let bridgeKeys: [(device: DeviceID, name: String)]
 
     final class CalendarBox: Sendable {
         let calendar: ShiftCalendar
@@ -156,6 +160,9 @@ public struct TallyEngine: Sendable {
         }
         self.state = s
         calendarBox = CalendarBox(setup.calendar)
+        streamKeys = setup.streams.map { ($0.config.device, $0.config.name) }
+        stockKeys = setup.stocks.map { ($0.config.device, $0.config.channel, $0.config.material) }
+        bridgeKeys = setup.weighbridges.map { ($0.config.device, $0.config.name) }
     }
 
     /// Consumes one input (ignored if its sequence number was consumed before, so a replay from an older position
@@ -180,23 +187,23 @@ public struct TallyEngine: Sendable {
                 return found
             }
             defer { shiftCache = cache }
-            for (config, _) in setup.streams where config.device == r.device {
-                let amendments = state.streams[config.name]!.consume(r, calendar: overlapping)
-                for a in amendments { out += amend(stream: config.name, a, at: t) }
+            for key in streamKeys where key.device == r.device {
+                let amendments = state.streams[key.name]!.consume(r, calendar: overlapping)
+                for a in amendments { out += amend(stream: key.name, a, at: t) }
             }
             if let end = state.nextEnd {
-                for (config, _) in setup.stocks where config.device == r.device && config.channel == r.channel {
-                    state.stocks[config.material]!.consume(r, shiftEnd: end)
+                for key in stockKeys where key.device == r.device && key.channel == r.channel {
+                    state.stocks[key.material]!.consume(r, shiftEnd: end)
                 }
             }
-            for (config, _) in setup.weighbridges where r.device == config.device {
-                if state.pendingPolls[config.name, default: []].contains(where: { $0.channel == r.channel }) {
-                    out += flushPoll(config.name)
+            for key in bridgeKeys where key.device == r.device {
+                if state.pendingPolls[key.name, default: []].contains(where: { $0.channel == r.channel }) {
+                    out += flushPoll(key.name)
                 }
-                state.pendingPolls[config.name, default: []].append(r)
+                state.pendingPolls[key.name, default: []].append(r)
             }
         } else {
-            for (config, _) in setup.weighbridges { out += flushPoll(config.name) }
+            for key in bridgeKeys { out += flushPoll(key.name) }
         }
         if state.latest.map({ t > $0 }) ?? true { state.latest = t }
         // Close every shift whose end plus grace has passed.

@@ -71,19 +71,26 @@ public struct WeighbridgeTally: Sendable, Hashable, Codable {
     /// Feeds the readings of one poll (or several, in time order) of the weighbridge's indicator.
     public mutating func consume(_ readings: [Reading]) -> [WeighbridgeOutput] {
         var out: [WeighbridgeOutput] = []
-        var poll: [ChannelID: Reading] = [:]
+        var poll = Poll()
         for r in readings where r.device == config.device {
             if poll[r.channel] != nil {
                 step(poll, &out)
-                poll.removeAll(keepingCapacity: true)
+                poll.readings.removeAll(keepingCapacity: true)
             }
-            poll[r.channel] = r
+            poll.readings.append(r)
         }
         if !poll.isEmpty { step(poll, &out) }
         return out
     }
 
-    private mutating func step(_ poll: [ChannelID: Reading], _ out: inout [WeighbridgeOutput]) {
+    /// One poll's readings: a handful, so a linear search beats hashing channel names.
+    struct Poll {
+        var readings: [Reading] = []
+        var isEmpty: Bool { readings.isEmpty }
+        subscript(channel: ChannelID) -> Reading? { readings.first { $0.channel == channel } }
+    }
+
+    private mutating func step(_ poll: Poll, _ out: inout [WeighbridgeOutput]) {
         guard let w = poll[channels.weight] else { return }
         if let last = lastPollTime, w.time < last { pass?.window.removeAll() }
         lastPollTime = w.time
@@ -307,7 +314,7 @@ public struct WeighbridgeTally: Sendable, Hashable, Codable {
         var stable: Bool?, motion: Bool?, overRange: Bool?, underRange: Bool?, net: Bool?
     }
 
-    private func statusBits(_ poll: [ChannelID: Reading]) -> StatusReading {
+    private func statusBits(_ poll: Poll) -> StatusReading {
         var s = StatusReading()
         for (role, channel) in channels.statusBits {
             guard let r = poll[channel], r.quality == .good, let value = Self.bool(r.value) else {
@@ -328,7 +335,7 @@ public struct WeighbridgeTally: Sendable, Hashable, Codable {
     }
 
     /// A good reading's value as text (trimmed; nil when empty or not good).
-    private func text(_ poll: [ChannelID: Reading], _ channel: ChannelID?) -> String? {
+    private func text(_ poll: Poll, _ channel: ChannelID?) -> String? {
         guard let channel, let r = poll[channel], r.quality == .good else { return nil }
         let s: String
         switch r.value {
