@@ -103,16 +103,29 @@ struct TallyEndToEndTests {
         return Rig(dir: dir, simulator: simulator, configPath: dir.file("kilntally.toml"), stateDir: dir.file("state"))
     }
 
+    /// KILNTALLY_LONG=1 (the long mode) kills the daemon 8 more times at random moments.
+    static let extraKills = ProcessInfo.processInfo.environment["KILNTALLY_LONG"] == "1" ? 8 : 0
+
     @Test("reports per shift and the truck's ticket reach the ledger, chained; after a kill -9 it equals an uninterrupted replay")
     func tallyInTheDaemon() async throws {
         let rig = try await Self.makeRig()
         defer { rig.simulator.stop() }
         var daemon = try rig.daemon("kilntallyd-1")
         try await daemon.waitUntil("a first shift report", timeout: .seconds(40)) { daemon.log().contains("report plant-a/kiln1/") }
-        // Killed without warning, mid-run; then started again from its checkpoint.
+        // Killed without warning, mid-run; then started again from its checkpoint. KILNTALLY_LONG=1 adds more lives,
+        // each killed at a random moment (a kill may land between a ledger write and its checkpoint).
         daemon.signal(SIGKILL)
         _ = try await daemon.waitForExit()
-        let first = daemon.log()
+        var earlier = daemon.log()
+        var rng = SplitMix64(seed: UInt64(UInt32.random(in: 0...UInt32.max)))
+        for life in 0..<Self.extraKills {
+            daemon = try rig.daemon("kilntallyd-extra-\(life)")
+            try await Task.sleep(for: .milliseconds(Int64(1_500 + rng.next() % 6_000)))
+            daemon.signal(SIGKILL)
+            _ = try await daemon.waitForExit()
+            earlier += daemon.log()
+        }
+        let first = earlier
         daemon = try rig.daemon("kilntallyd-2")
         // The truck's ticket may have closed before the kill (a slow machine) or after: look in both lives.
         let second = daemon
