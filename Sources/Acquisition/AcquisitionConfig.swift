@@ -124,6 +124,27 @@ public struct AcquisitionConfig: Sendable, Hashable {
     }
 
     public func devices(on bus: String) -> [DeviceConfig] { devices.filter { $0.bus == bus } }
+
+    /// Every device's channels with their roles (nil: a channel without one), for the checks and setups of modules
+    /// that must not depend on acquisition's types (streams, weighbridges, stocks). Built from (key, value) pairs:
+    /// assigning `map[k] = nil` would drop a channel without a role.
+    public var channelRoles: [DeviceID: [ChannelID: ChannelRole?]] {
+        Dictionary(devices.map { d in
+            (d.id, Dictionary(d.channels.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a }))
+        }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Loads and decodes a document holding only acquisition's sections (`[profiles]`, `[[bus]]`, `[[device]]`),
+    /// e.g. the sections the simulator writes for a scenario; every problem is in the thrown errors.
+    public static func load(text: String, file: String) throws(ConfigErrors) -> AcquisitionConfig {
+        var schema = ConfigSchema()
+        for s in configSections { schema.register(s) }
+        let document = try ConfigLoader(schema: schema).load(text: text, file: file)
+        let diagnostics = ConfigDiagnostics(document: document)
+        let config = decode(ConfigReader(document: document, diagnostics: diagnostics))
+        try diagnostics.finish()
+        return config
+    }
 }
 
 extension AcquisitionConfig {

@@ -39,9 +39,7 @@ public struct KilnTallyConfiguration: Sendable {
                                     totalizerParameters: parameters, rate: s.rate, maxGap: s.maxGap,
                                     runThresholdTonnesPerHour: s.runThresholdTonnesPerHour))
         }
-        let roles = Dictionary(acquisition.devices.map { d in
-            (d.id, Dictionary(d.channels.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a }))
-        }, uniquingKeysWith: { a, _ in a })
+        let roles = acquisition.channelRoles
         let weighbridges = self.weighbridges.compactMap { w -> (config: WeighbridgeConfig, channels: WeighbridgeChannels)? in
             guard case .success(let channels) = w.resolveChannels(devices: roles) else { return nil }
             return (w, channels)
@@ -93,10 +91,7 @@ public struct KilnTallyConfiguration: Sendable {
         let store = RingStore.Options.decode(root)
         let streams = StreamConfig.decode(root)
         // A stream reads channels by role: check them against the devices (profiles included).
-        // Built with (key, value) pairs, not by assignment: `map[k] = nil` would drop a channel without a role.
-        let roles = Dictionary(acquisition.devices.map { d in
-            (d.id, Dictionary(d.channels.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a }))
-        }, uniquingKeysWith: { a, _ in a })
+        let roles = acquisition.channelRoles
         for (stream, table) in zip(streams, root.tables("stream")) {
             for (key, message) in stream.check(devices: roles) { table.error(key, message) }
         }

@@ -6,9 +6,6 @@ import RingStore
 import ServiceLifecycle
 import Tally
 import Uplink
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Polls every bus and appends what it reads to the store. One `BusPoller` (one thread) per bus.
 struct AcquisitionService: Service {
@@ -128,11 +125,9 @@ public enum Daemon {
         if !configuration.streams.isEmpty || !configuration.weighbridges.isEmpty {
             let ledger = try await Ledger(directory: options.stateDirectory + "/ledger", clock: options.clock, logger: logger)
             let tallyDirectory = options.stateDirectory + "/tally"
-            if mkdir(tallyDirectory, 0o750) != 0 && errno != EEXIST {
-                throw TallyCheckpoint.CheckpointError("cannot create \(tallyDirectory): \(String(cString: strerror(errno)))")
-            }
+            try PosixFileIO().makeDirectories(tallyDirectory)
             tallyService = TallyService(store: store, ledger: ledger, setup: configuration.tallySetup,
-                                        checkpointPath: tallyDirectory + "/checkpoint.json",
+                                        checkpoint: TallyCheckpoint(path: tallyDirectory + "/checkpoint.json"),
                                         tickInterval: configuration.tally.tickInterval, clock: options.clock, logger: logger)
         }
         let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,

@@ -25,15 +25,7 @@ struct Cursors {
     /// The cursor's value, nil if it does not exist.
     func read(_ name: String) throws(StoreError) -> UInt64? {
         let path = directory + "/" + name
-        let file: FileID
-        do {
-            file = try fs.open(path, create: false)
-        } catch where error.errno == 2 /* ENOENT */ {
-            return nil
-        }
-        defer { fs.close(file) }
-        let size = try fs.size(file, path: path)
-        let bytes = try fs.read(file, path: path, count: Int(min(size, 128)), at: 0)
+        guard let bytes = try fs.readWhole(path, limit: 128) else { return nil }
         let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n").map { String($0).trimmingCharacters(in: " ") }
         if lines.count == 1, let v = UInt64(lines[0]) { return v }  // the skeleton's bare number
         let head = lines.first?.split(separator: " ") ?? []
@@ -52,19 +44,7 @@ struct Cursors {
 
     func write(_ name: String, _ seq: UInt64) throws(StoreError) {
         precondition(isPlainName(name), "cursor names are [A-Za-z0-9_-]")
-        let tmp = directory + "/." + name + ".tmp"
-        let file = try fs.open(tmp, create: true)
-        do {
-            try fs.truncate(file, path: tmp, to: 0)
-            try fs.write(file, path: tmp, Array("\(Self.magic) \(Self.formatVersion)\n\(seq)\n".utf8), at: 0)
-            try fs.sync(file, path: tmp)
-        } catch {
-            fs.close(file)
-            throw error
-        }
-        fs.close(file)
-        try fs.rename(tmp, to: directory + "/" + name)
-        try fs.syncDirectory(directory)
+        try fs.replaceAtomically(directory + "/" + name, with: Array("\(Self.magic) \(Self.formatVersion)\n\(seq)\n".utf8))
     }
 
     /// The highest value of any readable cursor (unreadable ones are skipped): the numbering floor.

@@ -126,3 +126,39 @@ public struct PosixFileIO: FileIO {
         guard fsync(d) == 0 else { throw StoreError(call: "fsync", path: directory, errno: errno) }
     }
 }
+
+extension FileIO {
+    /// Replaces `path` with `bytes` atomically: a temporary file beside it (`.NAME.tmp`) is written and synced, renamed
+    /// over `path`, and the directory synced — a crash leaves the old contents or the new, never a torn file.
+    public func replaceAtomically(_ path: String, with bytes: [UInt8]) throws(StoreError) {
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let tmp = directory + "/." + name + ".tmp"
+        let file = try open(tmp, create: true)
+        do {
+            try truncate(file, path: tmp, to: 0)
+            try write(file, path: tmp, bytes, at: 0)
+            try sync(file, path: tmp)
+        } catch {
+            close(file)
+            throw error
+        }
+        close(file)
+        try rename(tmp, to: path)
+        try syncDirectory(directory)
+    }
+
+    /// The whole file, or nil when it does not exist; at most `limit` bytes.
+    public func readWhole(_ path: String, limit: Int64 = .max) throws(StoreError) -> [UInt8]? {
+        let file: FileID
+        do {
+            file = try open(path, create: false)
+        } catch where error.errno == 2 /* ENOENT */ {
+            return nil
+        }
+        defer { close(file) }
+        let size = try size(file, path: path)
+        return try read(file, path: path, count: Int(min(size, limit)), at: 0)
+    }
+}

@@ -154,15 +154,9 @@ public struct Scenario: Sendable {
 
 extension Scenario {
     static func daemonView(of device: Device, profileDirectories: [String]) throws(ConfigErrors) -> [ChannelConfig] {
-        var schema = ConfigSchema()
-        for s in AcquisitionConfig.configSections { schema.register(s) }
         let dirs = profileDirectories.map { "\"\($0)\"" }.joined(separator: ", ")
         let text = "[profiles]\ndirs = [\(dirs)]\n" + device.daemonConfig(port: 1)
-        let document = try ConfigLoader(schema: schema).load(text: text, file: "(simulated \(device.name))")
-        let diagnostics = ConfigDiagnostics(document: document)
-        let config = AcquisitionConfig.decode(ConfigReader(document: document, diagnostics: diagnostics))
-        try diagnostics.finish()
-        return config.devices.first?.channels ?? device.channels
+        return try AcquisitionConfig.load(text: text, file: "(simulated \(device.name))").devices.first?.channels ?? device.channels
     }
 }
 

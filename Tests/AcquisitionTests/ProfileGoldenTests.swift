@@ -144,12 +144,6 @@ struct ProfileGoldenTests {
 /// Decodes an acquisition config from text the way the daemon does (tests only).
 enum KilnTallyTestConfig {
     static func acquisition(_ text: String, file: String = "test.toml") throws(ConfigErrors) -> AcquisitionConfig {
-        var schema = ConfigSchema()
-        for s in AcquisitionConfig.configSections { schema.register(s) }
-        let doc = try ConfigLoader(schema: schema).load(text: text, file: file)
-        let diagnostics = ConfigDiagnostics(document: doc)
-        let config = AcquisitionConfig.decode(ConfigReader(document: doc, diagnostics: diagnostics))
-        try diagnostics.finish()
-        return config
+        try AcquisitionConfig.load(text: text, file: file)
     }
 }
