@@ -310,6 +310,31 @@ extension ShiftCalendar {
     public func cursor() -> ShiftCursor { ShiftCursor(self) }
 }
 
+// MARK: - Local time
+
+extension ShiftCalendar {
+    /// The calendar's offset from UTC at `t`, in seconds: the zone's for a daily pattern, 0 for a cycle (cycles run
+    /// in UTC).
+    public func offsetSeconds(at t: UTCInstant) -> Int {
+        switch rules {
+        case .daily(let zone, _, _): zone.offset(at: t)
+        case .cycle: 0
+        }
+    }
+
+    /// `t` on the calendar's clock, in the form of `Shift.localStart`: RFC 3339 with the offset in force
+    /// (`2026-11-23T08:00:00.000+08:00`; `…Z` for a cycle).
+    public func localTimestamp(_ t: UTCInstant) -> String { RFC3339.format(t, offsetSeconds: offsetSeconds(at: t)) }
+
+    /// The date and the time of day (to the second, rounded down) that the calendar's clock shows at `t`.
+    public func localDateAndTime(_ t: UTCInstant) -> (date: LocalDate, time: TimeOfDay) {
+        let local = floorDivMod(t.nanosecondsSinceEpoch, 1_000_000_000).quotient + Int64(offsetSeconds(at: t))
+        let (day, second) = floorDivMod(local, 86_400)
+        let time = TimeOfDay(hours: Int(second / 3600), minutes: Int(second / 60 % 60), seconds: Int(second % 60))!
+        return (LocalDate(daysSinceEpoch: day), time)
+    }
+}
+
 // MARK: - Daily patterns
 
 /// Shift `slot` (in pattern order) of local day `day`.
