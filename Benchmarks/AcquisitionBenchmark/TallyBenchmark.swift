@@ -14,11 +14,11 @@ enum TallyBenchmark {
                                   totalizerParameters: .init(modulus: Mass(milligrams: 4_294_967_296 * 1_000_000), resettable: true, maxRateTonnesPerHour: 60),
                                   rate: "rate", maxGap: .seconds(30), runThresholdTonnesPerHour: 0.5)
         var setup = TallyEngine.Setup(site: "plant-a", node: "kiln1", configHash: "0123456789abcdef", calendar: calendar,
-                                      grace: .seconds(2), streams: [(stream, source)], weighbridges: [
-                                          (WeighbridgeConfig(name: "wb", device: "wb", defaultMaterial: "msw"),
+                                      grace: .seconds(2), streams: [.init(stream, source)], weighbridges: [
+                                          .init(WeighbridgeConfig(name: "wb", device: "wb", defaultMaterial: "msw"),
                                            WeighbridgeChannels(weight: "weight", zeroBand: 40, motion: "unstable")),
                                       ])
-        setup.stocks = [(StockConfig(material: "msw", device: "bunker", channel: "level"), 0.5)]
+        setup.stocks = [.init(StockConfig(material: "msw", device: "bunker", channel: "level"), 0.5)]
         var engine = TallyEngine(setup: setup)
         var t = Int64(1_795_363_200) * 1_000_000_000
         var total = 1_000.0

@@ -22,6 +22,9 @@ public struct Event: Sendable, Hashable {
         case uplinkDown = "uplink_down"
         case uplinkUp = "uplink_up"
         case configReloaded = "config_reloaded"
+        /// The tally got a new configuration (streams, weighbridges, stocks, shift calendar): it takes effect at the
+        /// next shift boundary, named in the event.
+        case tallyConfigChanged = "tally_config_changed"
         /// A truck left the weighbridge before a weight could be captured (never stable, over range, …).
         case weighingMissed = "weighing_missed"
         /// A weight was captured but gives no ticket (one-pass: no preset tare for the vehicle, or not heavier).

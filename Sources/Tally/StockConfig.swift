@@ -2,7 +2,7 @@ import KilnTallyCore
 
 /// A stock (bunker, pit, silo) of one material, measured by a `level` or `stock` channel: with it the mass balance
 /// closes (opening + received − fed = closing); without it the balance is the residual received − fed.
-public struct StockConfig: Sendable, Hashable {
+public struct StockConfig: Sendable, Hashable, Codable {
     public var material: String
     public var device: DeviceID
     public var channel: ChannelID

@@ -2,7 +2,7 @@ import KilnTallyCore
 
 /// A waste stream as configured: a material fed at a feed point from a device's totalizer and/or rate channel.
 /// The channels' roles are checked against the acquisition config by the daemon's configuration (which sees both).
-public struct StreamConfig: Sendable, Hashable {
+public struct StreamConfig: Sendable, Hashable, Codable {
     /// Feed points of HJ 662's list.
     public enum FeedPoint: String, Sendable, Hashable, CaseIterable, Codable {
         case rawMill = "raw_mill", riserDuct = "riser_duct", calciner, kilnInlet = "kiln_inlet", kilnHood = "kiln_hood"

@@ -184,6 +184,10 @@ public struct StreamTally: Sendable, Hashable, Codable {
     private mutating func spread(_ delta: Mass, from: UTCInstant, to: UTCInstant, startValue: Mass,
                                  calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) -> [Amendment] {
         let spanned = calendar(from, to)
+        // A reading exactly at a shift's start is that shift's start value.
+        if let last = spanned.last, last.start == to, !isClosed(last), self[last].totalizerStart == nil {
+            self[last].totalizerStart = startValue + delta
+        }
         // The common case: both readings in one open shift — the whole delta goes there, no apportioning.
         if spanned.count == 1, let shift = spanned.first, !isClosed(shift) {
             open[shift.start.nanosecondsSinceEpoch, default: StreamShiftFigures(shift: ShiftID(localDate: "", name: ""))].fed += delta

@@ -5,17 +5,20 @@ import KilnTallyCore
 public enum TallyInput: Sendable, Hashable {
     case reading(sequence: UInt64, Reading)
     case tick(sequence: UInt64, time: UTCInstant)
+    /// A new configuration for the tally (stored like a reading, so a replay applies it at the same point). It
+    /// takes effect at the end of the shift in progress; before the first input it takes effect at once.
+    case configure(sequence: UInt64, time: UTCInstant, setup: TallyEngine.Setup)
 
     public var sequence: UInt64 {
         switch self {
-        case .reading(let s, _), .tick(let s, _): s
+        case .reading(let s, _), .tick(let s, _), .configure(let s, _, _): s
         }
     }
 
     public var time: UTCInstant {
         switch self {
         case .reading(_, let r): r.time
-        case .tick(_, let t): t
+        case .tick(_, let t), .configure(_, let t, _): t
         }
     }
 }
@@ -36,34 +39,16 @@ public enum TallyOutput: Sendable, Hashable {
 ///
 /// Shifts close at their end plus `grace` of input time (a reading's or a tick's time). A contribution to a shift
 /// already closed (a device back after an outage across its end) produces a new revision of its report.
+///
+/// **Configuration changes.** A `.configure` input stages a new `Setup`; it takes effect at the end of the shift in
+/// progress (the boundary): new and changed streams report from the next shift on (they start reading at once, so
+/// their first shift starts from an interpolated value), removed and changed ones report until the boundary; a new
+/// shift calendar governs from the boundary (see `ShiftTimeline`); weighbridges change when the first input at or
+/// after the boundary arrives (open tickets of a changed weighbridge stay open), stocks when the last shift before
+/// the boundary has closed. Every record names the hash of the configuration in force for it: a report the one in
+/// force during its shift, a ticket the one in force when it was sealed. A second change before the boundary
+/// supersedes the first. Before any input the change takes effect at once.
 public struct TallyEngine: Sendable {
-    public struct Setup: Sendable {
-        public var site: String
-        public var node: String
-        public var configHash: String
-        public var calendar: ShiftCalendar
-        public var grace: Duration
-        public var streams: [(config: StreamConfig, source: StreamSource)]
-        public var weighbridges: [(config: WeighbridgeConfig, channels: WeighbridgeChannels)]
-        /// Stocks closing the balance, with their channels' tonnes per unit.
-        public var stocks: [(config: StockConfig, tonnesPerUnit: Double)] = []
-        /// Above this absolute imbalance (the residual, or the closing discrepancy with a stock) a material's
-        /// balance raises an `imbalance` alarm.
-        public var balanceTolerance: Mass = Mass(kilograms: 2_000)
-
-        public init(site: String, node: String, configHash: String, calendar: ShiftCalendar, grace: Duration,
-                    streams: [(config: StreamConfig, source: StreamSource)],
-                    weighbridges: [(config: WeighbridgeConfig, channels: WeighbridgeChannels)]) {
-            self.site = site
-            self.node = node
-            self.configHash = configHash
-            self.calendar = calendar
-            self.grace = grace
-            self.streams = streams
-            self.weighbridges = weighbridges
-        }
-    }
-
     /// Everything the tally must remember across a restart.
     public struct State: Sendable, Hashable, Codable {
         /// The last input consumed (its store sequence number).
@@ -76,7 +61,14 @@ public struct TallyEngine: Sendable {
         }
         /// `nextToClose`'s end, kept apart so the per-input checks do not copy the whole shift.
         public private(set) var nextEnd: UTCInstant?
-        public var streams: [String: StreamTally] = [:]
+        /// The setups in force over time, oldest first: the one in force for the oldest shift not yet closed, and
+        /// at most one staged for the next boundary.
+        public var eras: [SetupEra] = []
+        /// When a staged setup's weighbridges take over (the staged era's start), until they have.
+        public var switchAt: UTCInstant?
+        /// The shift calendars in force over time.
+        public var timeline: ShiftTimeline?
+        public var streams: [StreamSlot] = []
         public var weighbridges: [String: WeighbridgeTally] = [:]
         /// Tickets closed (or revised) per shift start, waiting for that shift's report: (material, net, receipt).
         public var receipts: [Int64: [Receipt]] = [:]
@@ -110,6 +102,8 @@ public struct TallyEngine: Sendable {
         public var closedAt: UTCInstant
         /// Opening and closing stock per material that has a [[stock]].
         public var stocks: [String: StockLevels] = [:]
+        /// The configuration in force during the shift, which every revision is rendered with.
+        public var plan: ReportPlan
     }
 
     public struct StockLevels: Sendable, Hashable, Codable {
@@ -129,40 +123,70 @@ public struct TallyEngine: Sendable {
     public static let correctionDevice: DeviceID = "kilntally"
     public static let correctionChannel: ChannelID = "correction"
 
-    public let setup: Setup
     public private(set) var state: State
+    /// The setup in force now (for the latest input).
+    public var setup: Setup { era(at: state.latest).setup }
     /// Shifts looked up recently (not part of the state: a pure cache). Building a `Shift` formats its local times,
     /// so asking the calendar for every reading would cost more than everything else the tally does.
     private var shiftCache: [ShiftSpan] = []
-    /// The calendar behind a reference, so the per-reading lookup closure does not copy its arrays.
-    private let calendarBox: CalendarBox
-    /// What each input is matched against, flattened out of `setup` so matching copies no configuration.
-    private let streamKeys: [(device: DeviceID, name: String)]
-    private let stockKeys: [(device: DeviceID, channel: ChannelID, material: String)]
-    private let bridgeKeys: [(device: DeviceID, name: String)]
+    /// The timeline behind a reference, so the per-reading lookup closure does not copy its arrays.
+    private var timelineBox: TimelineBox
+    /// What each input is matched against, flattened out of the state so matching copies no configuration.
+    private var streamKeys: [(device: DeviceID, index: Int)] = []
+    private var stockKeys: [(device: DeviceID, channel: ChannelID, material: String)] = []
+    private var bridgeKeys: [(device: DeviceID, name: String)] = []
+    /// The grace period of the setup in force.
+    private var grace: Duration = .zero
 
-    final class CalendarBox: Sendable {
-        let calendar: ShiftCalendar
-        init(_ calendar: ShiftCalendar) { self.calendar = calendar }
+    final class TimelineBox: Sendable {
+        let timeline: ShiftTimeline
+        init(_ timeline: ShiftTimeline) { self.timeline = timeline }
     }
 
+    /// An engine on `state`. `setup` applies to a fresh state only: a restored state carries the setups in force
+    /// (a different configuration reaches it as a `.configure` input and takes effect at the next boundary).
     public init(setup: Setup, state: State = State()) {
-        self.setup = setup
         var s = state
-        for (config, source) in setup.streams where s.streams[config.name] == nil {
-            s.streams[config.name] = StreamTally(source: source)
+        if s.eras.isEmpty {
+            s.eras = [SetupEra(from: nil, setup: setup)]
+            s.timeline = ShiftTimeline(setup.calendar)
+            s.streams = setup.streams.map { StreamSlot(setup: $0, tally: StreamTally(source: $0.source)) }
+            for w in setup.weighbridges where s.weighbridges[w.config.name] == nil {
+                s.weighbridges[w.config.name] = WeighbridgeTally(config: w.config, channels: w.channels)
+            }
+            for stock in setup.stocks where s.stocks[stock.config.material] == nil {
+                s.stocks[stock.config.material] = StockTracker(stock.config, tonnesPerUnit: stock.tonnesPerUnit)
+            }
         }
-        for (config, channels) in setup.weighbridges where s.weighbridges[config.name] == nil {
-            s.weighbridges[config.name] = WeighbridgeTally(config: config, channels: channels)
-        }
-        for (config, factor) in setup.stocks where s.stocks[config.material] == nil {
-            s.stocks[config.material] = StockTracker(config, tonnesPerUnit: factor)
-        }
+        let timeline = s.timeline ?? ShiftTimeline(s.eras[0].setup.calendar)
+        s.timeline = timeline
         self.state = s
-        calendarBox = CalendarBox(setup.calendar)
-        streamKeys = setup.streams.map { ($0.config.device, $0.config.name) }
-        stockKeys = setup.stocks.map { ($0.config.device, $0.config.channel, $0.config.material) }
-        bridgeKeys = setup.weighbridges.map { ($0.config.device, $0.config.name) }
+        timelineBox = TimelineBox(timeline)
+        rebuildKeys()
+    }
+
+    /// The era in force at `t` (the first for nil).
+    private func era(at t: UTCInstant?) -> SetupEra {
+        guard let t else { return state.eras[0] }
+        return state.eras.last { ($0.from ?? t) <= t } ?? state.eras[0]
+    }
+
+    private var timeline: ShiftTimeline { timelineBox.timeline }
+
+    private mutating func setTimeline(_ t: ShiftTimeline) {
+        state.timeline = t
+        timelineBox = TimelineBox(t)
+        shiftCache = []
+    }
+
+    private mutating func rebuildKeys() {
+        let current = era(at: state.latest).setup
+        grace = current.grace
+        streamKeys = state.streams.indices.map { (state.streams[$0].setup.source.device, $0) }
+        stockKeys = state.stocks.keys.sorted().map { m in (state.stocks[m]!.device, state.stocks[m]!.channel, m) }
+        let order = current.weighbridges.map(\.config.name)
+        bridgeKeys = state.weighbridges.keys.sorted { (order.firstIndex(of: $0) ?? .max, $0) < (order.firstIndex(of: $1) ?? .max, $1) }
+            .map { (state.weighbridges[$0]!.config.device, $0) }
     }
 
     /// Consumes one input (ignored if its sequence number was consumed before, so a replay from an older position
@@ -172,24 +196,30 @@ public struct TallyEngine: Sendable {
         state.lastSequence = input.sequence
         var out: [TallyOutput] = []
         let t = input.time
-        if state.nextEnd == nil { state.nextToClose = setup.calendar.shift(containing: t) }
+        if state.latest.map({ t > $0 }) ?? true { state.latest = t }
+        if let at = state.switchAt, t >= at { out += switchWeighbridges(at: t) }
+        if case .configure(_, _, let new) = input {
+            out += configure(new, at: t)
+            if state.nextEnd == nil { return out }
+        }
+        if state.nextEnd == nil { state.nextToClose = timeline.shift(containing: t) }
         if case .reading(_, let r) = input, r.device == Self.correctionDevice, r.channel == Self.correctionChannel {
             out += correct(r)
         } else if case .reading(_, let r) = input {
-            let box = calendarBox
+            let box = timelineBox
             var cache = shiftCache
             let overlapping: (UTCInstant, UTCInstant) -> [ShiftSpan] = { a, b in
                 // [a, b] inside one known shift: that shift, without the calendar.
                 if let s = cache.first(where: { $0.contains(a) }), s.contains(b) { return [s] }
-                let found = box.calendar.shifts(overlapping: a..<UTCInstant(nanosecondsSinceEpoch: b.nanosecondsSinceEpoch + 1)).map(ShiftSpan.init)
+                let found = box.timeline.shifts(overlapping: a..<UTCInstant(nanosecondsSinceEpoch: b.nanosecondsSinceEpoch + 1)).map(ShiftSpan.init)
                 for s in found where !cache.contains(s) { cache.append(s) }
                 if cache.count > 8 { cache.removeFirst(cache.count - 8) }
                 return found
             }
             defer { shiftCache = cache }
             for key in streamKeys where key.device == r.device {
-                let amendments = state.streams[key.name]!.consume(r, calendar: overlapping)
-                for a in amendments { out += amend(stream: key.name, a, at: t) }
+                let amendments = state.streams[key.index].tally.consume(r, calendar: overlapping)
+                for a in amendments { out += amend(slot: key.index, a, at: t) }
             }
             if let end = state.nextEnd {
                 for key in stockKeys where key.device == r.device && key.channel == r.channel {
@@ -202,21 +232,134 @@ public struct TallyEngine: Sendable {
                 }
                 state.pendingPolls[key.name, default: []].append(r)
             }
-        } else {
+        } else if case .tick = input {
             for key in bridgeKeys { out += flushPoll(key.name) }
         }
-        if state.latest.map({ t > $0 }) ?? true { state.latest = t }
         // Close every shift whose end plus grace has passed.
         while let end = state.nextEnd, let latest = state.latest,
-              latest.nanosecondsSinceEpoch >= end.adding(setup.grace).nanosecondsSinceEpoch, let shift = state.nextToClose {
+              latest.nanosecondsSinceEpoch >= end.adding(grace).nanosecondsSinceEpoch, let shift = state.nextToClose {
             out += close(shift, at: latest)
-            state.nextToClose = setup.calendar.shift(after: shift)
+            state.nextToClose = timeline.shift(after: shift)
+            retire(before: state.nextToClose!.start)
         }
         return out
     }
 
+    // MARK: configuration changes
+
+    /// Stages `new` for the end of the shift in progress (or applies it at once before the first input).
+    private mutating func configure(_ new: Setup, at time: UTCInstant) -> [TallyOutput] {
+        if state.nextEnd == nil && state.eras.count == 1 {
+            // Nothing accounted yet: the new setup simply replaces the first.
+            guard new != state.eras[0].setup else { return [] }
+            let kept = state.lastSequence, head = state.chainHead
+            var fresh = TallyEngine(setup: new).state
+            fresh.lastSequence = kept
+            fresh.chainHead = head
+            state = fresh
+            setTimeline(fresh.timeline!)
+            rebuildKeys()
+            return [.event(Event(kind: .tallyConfigChanged, severity: .info, time: time,
+                                 message: "tally configuration \(new.configHash) in force",
+                                 attributes: ["config_hash": new.configHash]))]
+        }
+        let at = max(time, state.latest ?? time)
+        guard new != state.eras.last!.setup else { return [] }  // the one in force, or the one already staged
+        var timeline = self.timeline
+        // A change still waiting for its boundary is superseded.
+        if let last = state.eras.last, let from = last.from, from > at {
+            state.eras.removeLast()
+            state.streams.removeAll { $0.from == from }
+            for i in state.streams.indices where state.streams[i].until == from { state.streams[i].until = nil }
+            state.switchAt = nil
+            timeline.change(to: state.eras.last!.setup.calendar, at: from)
+        }
+        guard new != state.eras.last!.setup else {
+            setTimeline(timeline)
+            rebuildKeys()
+            return []
+        }
+        let boundary = timeline.shift(containing: at).end
+        if new.calendar != state.eras.last!.setup.calendar { timeline.change(to: new.calendar, at: boundary) }
+        setTimeline(timeline)
+        state.eras.append(SetupEra(from: boundary, setup: new))
+        state.switchAt = boundary
+        for i in state.streams.indices where state.streams[i].until == nil && !new.streams.contains(state.streams[i].setup) {
+            state.streams[i].until = boundary
+        }
+        for s in new.streams where !state.streams.contains(where: { $0.until == nil && $0.setup == s }) {
+            state.streams.append(StreamSlot(setup: s, tally: StreamTally(source: s.source), from: boundary))
+        }
+        rebuildKeys()
+        return [.event(Event(kind: .tallyConfigChanged, severity: .info, time: time,
+                             message: "tally configuration \(new.configHash) takes effect at the shift boundary \(boundary.rfc3339)",
+                             attributes: ["config_hash": new.configHash, "effective": boundary.rfc3339]))]
+    }
+
+    /// The first input at or after a staged setup's boundary: its weighbridges take over. A changed weighbridge
+    /// keeps its open tickets; a removed one's open tickets can no longer close (an event names them).
+    private mutating func switchWeighbridges(at time: UTCInstant) -> [TallyOutput] {
+        state.switchAt = nil
+        let new = era(at: state.latest).setup
+        var out: [TallyOutput] = []
+        for name in state.weighbridges.keys.sorted() where !new.weighbridges.contains(where: { $0.config.name == name }) {
+            out += flushPoll(name)
+            let open = state.weighbridges.removeValue(forKey: name)!.openTickets
+            if !open.isEmpty {
+                out.append(.event(Event(kind: .tallyConfigChanged, severity: .warning, time: time,
+                                        message: "weighbridge \(name) is no longer configured; its open tickets \(open.map(\.id).joined(separator: ", ")) will not close",
+                                        attributes: ["weighbridge": name])))
+            }
+        }
+        for w in new.weighbridges {
+            if var existing = state.weighbridges[w.config.name] {
+                guard existing.config != w.config || existing.channels != w.channels else { continue }
+                out += flushPoll(w.config.name)
+                existing.reconfigure(config: w.config, channels: w.channels)
+                state.weighbridges[w.config.name] = existing
+            } else {
+                state.weighbridges[w.config.name] = WeighbridgeTally(config: w.config, channels: w.channels)
+            }
+        }
+        rebuildKeys()
+        return out
+    }
+
+    /// After closing every shift before `start`: stream slots and setups that reported only on those shifts go,
+    /// and a setup that takes effect at `start` brings its stocks.
+    private mutating func retire(before start: UTCInstant) {
+        var changed = false
+        if state.streams.contains(where: { $0.until.map { $0 <= start } ?? false }) {
+            state.streams.removeAll { $0.until.map { $0 <= start } ?? false }
+            changed = true
+        }
+        while state.eras.count > 1, let from = state.eras[1].from, from <= start {
+            state.eras.removeFirst()
+            let stocks = state.eras[0].setup.stocks
+            for material in state.stocks.keys.sorted() where !stocks.contains(where: { $0.config.material == material }) {
+                state.stocks.removeValue(forKey: material)
+            }
+            for s in stocks {
+                let tracker = state.stocks[s.config.material]
+                if tracker.map({ $0.device != s.config.device || $0.channel != s.config.channel || $0.tonnesPerUnit != s.tonnesPerUnit }) ?? true {
+                    state.stocks[s.config.material] = StockTracker(s.config, tonnesPerUnit: s.tonnesPerUnit)
+                }
+            }
+            changed = true
+        }
+        // Keep the calendars the kept reports were closed under (a late reading may still amend them).
+        if let oldest = state.reports.values.map(\.shift.start).min(), var timeline = state.timeline, !timeline.changes.isEmpty {
+            timeline.forget(before: oldest)
+            if timeline != state.timeline { setTimeline(timeline) }
+        }
+        if changed { rebuildKeys() }
+    }
+
+    // MARK: weighbridges and corrections
+
     private mutating func flushPoll(_ weighbridge: String) -> [TallyOutput] {
-        guard let poll = state.pendingPolls.removeValue(forKey: weighbridge), !poll.isEmpty else { return [] }
+        guard let poll = state.pendingPolls.removeValue(forKey: weighbridge), !poll.isEmpty,
+              state.weighbridges[weighbridge] != nil else { return [] }
         return state.weighbridges[weighbridge]!.consume(poll).flatMap { ticketOutput($0) }
     }
 
@@ -266,7 +409,7 @@ public struct TallyEngine: Sendable {
             guard let closedAt = t.closedAt ?? (t.status == .voided ? t.corrections.last?.time : nil) else {
                 return seal(ticket: t, shift: nil)
             }
-            let shift = setup.calendar.shift(containing: closedAt)
+            let shift = timeline.shift(containing: closedAt)
             let receipt = Receipt(ticket: t.id, material: t.material, net: t.net ?? .zero, counts: t.isReceipt)
             let key = shift.start.nanosecondsSinceEpoch
             if var report = state.reports[key] {
@@ -282,12 +425,18 @@ public struct TallyEngine: Sendable {
         }
     }
 
+    // MARK: shifts
+
     private mutating func close(_ shift: Shift, at time: UTCInstant) -> [TallyOutput] {
         var streams: [String: StreamShiftFigures] = [:]
-        for (config, _) in setup.streams { streams[config.name] = state.streams[config.name]!.close(shift) }
+        for i in state.streams.indices {
+            let figures = state.streams[i].tally.close(shift)
+            if state.streams[i].covers(shift.start) { streams[state.streams[i].name] = figures }
+        }
         let key = shift.start.nanosecondsSinceEpoch
         var report = ReportState(shift: shift, revision: 1, streams: streams,
-                                 receipts: state.receipts.removeValue(forKey: key) ?? [], closedAt: time)
+                                 receipts: state.receipts.removeValue(forKey: key) ?? [], closedAt: time,
+                                 plan: era(at: shift.start).setup.plan)
         for material in state.stocks.keys.sorted() {
             let (opening, closing) = state.stocks[material]!.close()
             report.stocks[material] = StockLevels(opening: opening, closing: closing)
@@ -299,9 +448,11 @@ public struct TallyEngine: Sendable {
         return seal(report: report) + imbalances(report)
     }
 
-    private mutating func amend(stream: String, _ a: StreamTally.Amendment, at time: UTCInstant) -> [TallyOutput] {
+    private mutating func amend(slot: Int, _ a: StreamTally.Amendment, at time: UTCInstant) -> [TallyOutput] {
         let key = a.shiftStart.nanosecondsSinceEpoch
-        guard let report = state.reports[key] else { return [] }  // older than the reports kept: not revised
+        // Older than the reports kept, or a shift this slot does not report on: not revised.
+        guard let report = state.reports[key], state.streams[slot].covers(a.shiftStart) else { return [] }
+        let stream = state.streams[slot].name
         state.reports[key]!.streams[stream, default: StreamShiftFigures(shift: report.shift.id)].fed += a.fed
         if let end = a.totalizerEnd { state.reports[key]!.streams[stream]!.totalizerEnd = end }
         return revise(key, at: time)
@@ -315,9 +466,9 @@ public struct TallyEngine: Sendable {
 
     /// One `imbalance` alarm per material whose balance is off by more than the tolerance.
     private func imbalances(_ r: ReportState) -> [TallyOutput] {
-        TallyRecords.balance(r, setup: setup).filter(\.exceeded).map { b in
+        TallyRecords.balance(r).filter(\.exceeded).map { b in
             .event(Event(kind: .imbalance, severity: .alarm, time: r.closedAt,
-                         message: "shift \(r.shift.id): \(b.material) is out of balance by \(b.imbalance.kilogramsString) kg (tolerance \(setup.balanceTolerance.kilogramsString) kg)",
+                         message: "shift \(r.shift.id): \(b.material) is out of balance by \(b.imbalance.kilogramsString) kg (tolerance \(r.plan.balanceTolerance.kilogramsString) kg)",
                          attributes: ["shift": r.shift.id.description, "material": b.material, "imbalance_kg": b.imbalance.kilogramsString]))
         }
     }
@@ -325,13 +476,14 @@ public struct TallyEngine: Sendable {
     // MARK: records
 
     private mutating func seal(ticket t: Ticket, shift: ShiftID?) -> [TallyOutput] {
-        let record = TallyRecords.ticket(t, site: setup.site, node: setup.node, shift: shift, configHash: setup.configHash)
+        let s = setup
+        let record = TallyRecords.ticket(t, site: s.site, node: s.node, shift: shift, configHash: s.configHash)
         return seal(record, kind: .ticket, id: t.id, revision: t.revision)
     }
 
     private mutating func seal(report r: ReportState) -> [TallyOutput] {
-        let record = TallyRecords.report(r, setup: setup)
-        return seal(record, kind: .report, id: "\(setup.site)/\(setup.node)/\(r.shift.id)", revision: r.revision)
+        let record = TallyRecords.report(r)
+        return seal(record, kind: .report, id: "\(r.plan.site)/\(r.plan.node)/\(r.shift.id)", revision: r.revision)
     }
 
     private mutating func seal(_ record: [String: JSONValue], kind: TallyOutput.Kind, id: String, revision: Int) -> [TallyOutput] {

@@ -76,9 +76,9 @@ extension TallyRecords {
         var exceeded: Bool
     }
 
-    static func balance(_ r: TallyEngine.ReportState, setup: TallyEngine.Setup) -> [Balance] {
+    static func balance(_ r: TallyEngine.ReportState) -> [Balance] {
         var fed: [String: Mass] = [:]
-        for (config, _) in setup.streams { fed[config.material, default: .zero] += r.streams[config.name]?.fed ?? .zero }
+        for s in r.plan.streams { fed[s.config.material, default: .zero] += r.streams[s.config.name]?.fed ?? .zero }
         var received: [String: Mass] = [:]
         for receipt in r.receipts where receipt.counts { received[receipt.material, default: .zero] += receipt.net }
         let materials = Set(fed.keys).union(received.keys).union(r.stocks.keys).sorted()
@@ -89,19 +89,20 @@ extension TallyRecords {
                 imbalance = opening + rec - f - closing
             }
             return Balance(material: m, received: rec, fed: f, imbalance: imbalance,
-                           exceeded: abs(imbalance.milligrams) > setup.balanceTolerance.milligrams)
+                           exceeded: abs(imbalance.milligrams) > r.plan.balanceTolerance.milligrams)
         }
     }
 
     /// A shift report revision, unsealed: identity, per-stream figures, receipts per material, the mass balance per
     /// material (see `balance`) and the overall flag.
-    static func report(_ r: TallyEngine.ReportState, setup: TallyEngine.Setup) -> [String: JSONValue] {
+    static func report(_ r: TallyEngine.ReportState) -> [String: JSONValue] {
+        let setup = r.plan
         let length = r.shift.length
         let lengthSeconds = length.components.seconds
         var fedByMaterial: [String: Mass] = [:]
         var streams: [JSONValue] = []
         var flags: [DataFlag] = []
-        for (config, source) in setup.streams {
+        for (config, source) in setup.streams.map({ ($0.config, $0.source) }) {
             let f = r.streams[config.name] ?? StreamShiftFigures(shift: r.shift.id)
             fedByMaterial[config.material, default: .zero] += f.fed
             let flag = DataFlag.worst(f.conditions)
@@ -140,7 +141,7 @@ extension TallyRecords {
         let receipts: [JSONValue] = receivedByMaterial.keys.sorted().map { m in
             .object(["material": .string(m), "tickets": .integer(receivedByMaterial[m]!.count), "net_kg": kg(receivedByMaterial[m]!.net)])
         }
-        let balance: [JSONValue] = Self.balance(r, setup: setup).map { b in
+        let balance: [JSONValue] = Self.balance(r).map { b in
             var o: [String: JSONValue] = ["material": .string(b.material), "received_kg": kg(b.received), "fed_kg": kg(b.fed),
                                           "imbalance_kg": kg(b.imbalance), "exceeded": .bool(b.exceeded)]
             if let levels = r.stocks[b.material] {

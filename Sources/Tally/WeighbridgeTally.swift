@@ -37,10 +37,10 @@ public enum WeighbridgeOutput: Sendable, Hashable {
 /// reading that is not good (or not a mass) neither starts nor ends a pass; it restarts the software check, as does
 /// a clock that steps back.
 public struct WeighbridgeTally: Sendable, Hashable, Codable {
-    public let config: WeighbridgeConfig
-    public let channels: WeighbridgeChannels
+    public private(set) var config: WeighbridgeConfig
+    public private(set) var channels: WeighbridgeChannels
     /// The pairing in force (two-pass; `config.resolvedPairing(channels)`).
-    public let pairing: WeighbridgeConfig.Pairing
+    public private(set) var pairing: WeighbridgeConfig.Pairing
     /// Tickets weighed once and waiting for their second weighing, oldest first.
     public private(set) var openTickets: [Ticket] = []
     /// The running number the next ticket's id gets.
@@ -59,6 +59,18 @@ public struct WeighbridgeTally: Sendable, Hashable, Codable {
         throws(WeighbridgeConfig.Problems)
     {
         self.init(config: config, channels: try config.resolveChannels(devices: devices).get())
+    }
+
+    /// A new configuration for this weighbridge (same name): open tickets stay open and pair under the new rules;
+    /// a pass in progress is forgotten when the indicator's device or weight channel changed.
+    public mutating func reconfigure(config: WeighbridgeConfig, channels: WeighbridgeChannels) {
+        if config.device != self.config.device || channels.weight != self.channels.weight {
+            pass = nil
+            lastPollTime = nil
+        }
+        self.config = config
+        self.channels = channels
+        pairing = config.resolvedPairing(channels)
     }
 
     public func openTicket(id: String) -> Ticket? { openTickets.first { $0.id == id } }

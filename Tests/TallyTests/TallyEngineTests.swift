@@ -24,7 +24,7 @@ struct TallyEngineTests {
                                   totalizerParameters: totalizer ? .init(modulus: nil, resettable: false, maxRateTonnesPerHour: 60) : nil,
                                   rate: "rate", maxGap: .seconds(120), runThresholdTonnesPerHour: 0.5)
         return TallyEngine.Setup(site: "plant-a", node: "kiln2", configHash: "0123456789abcdef", calendar: calendar,
-                                 grace: .seconds(300), streams: [(stream, source)], weighbridges: [])
+                                 grace: .seconds(300), streams: [.init(stream, source)], weighbridges: [])
     }
 
     /// A constant 12 t/h every minute from `from` to `to` (UTC seconds), then ticks until `until`.
@@ -87,7 +87,7 @@ struct TallyEngineTests {
     @Test("Python (rfc8785 + hashlib) recomputes every hash and link of what the engine sealed")
     func pythonAgrees() async throws {
         var setup = Self.setup(ShiftCalendar.standard, totalizer: true)
-        setup.weighbridges = [(WeighbridgeConfig(name: "wb1", device: "wb", defaultMaterial: "生活垃圾"),
+        setup.weighbridges = [.init(WeighbridgeConfig(name: "wb1", device: "wb", defaultMaterial: "生活垃圾"),
                                WeighbridgeChannels(weight: "weight", zeroBand: 40, motion: "unstable"))]
         var engine = TallyEngine(setup: setup)
         var records: [[String: JSONValue]] = []
@@ -198,7 +198,7 @@ struct TallyEngineTests {
     @Test("worked example 6 through the engine: the ticket (net 19,220 kg) counts in the shift containing 09:41:05, and in its balance")
     func ticketInItsShift() throws {
         var setup = Self.setup(ShiftCalendar.standard)  // A/B/C from 00:00, Asia/Shanghai
-        setup.weighbridges = [(
+        setup.weighbridges = [.init(
             WeighbridgeConfig(name: "wb1", device: "wb", pairing: .ticketNumber, defaultMaterial: "msw"),
             WeighbridgeChannels(weight: "weight", zeroBand: 40, motion: "unstable", ticketNumber: "ticket")
         )]
@@ -270,7 +270,7 @@ struct TallyEngineTests {
     @Test("with a stock the balance closes: opening + received − fed = closing, no alarm; a missing truck shows as imbalance")
     func stockBalance() throws {
         var setup = Self.setup(ShiftCalendar.standard, totalizer: true)
-        setup.stocks = [(StockConfig(material: "msw", device: "bunker", channel: "level"), 0.5)]  // 0.5 t per %
+        setup.stocks = [.init(StockConfig(material: "msw", device: "bunker", channel: "level"), 0.5)]  // 0.5 t per %
         var engine = TallyEngine(setup: setup)
         // Shift 2026-11-23/B (Shanghai, 08:00-16:00 +08:00) starts at 2026-11-23T00:00:00Z.
         let start: Int64 = 1_795_363_200 + 8 * 3600
@@ -289,6 +289,7 @@ struct TallyEngineTests {
             switch input {
             case .reading(_, let r): outputs += engine.consume(.reading(sequence: seq, r))
             case .tick(_, let t): outputs += engine.consume(.tick(sequence: seq, time: t))
+            case .configure(_, let t, let setup): outputs += engine.consume(.configure(sequence: seq, time: t, setup: setup))
             }
             if input.time.nanosecondsSinceEpoch == UTCInstant(secondsSinceEpoch: start + 8 * 3600 - 60).nanosecondsSinceEpoch { level(start + 8 * 3600 - 30, 58) }
         }
