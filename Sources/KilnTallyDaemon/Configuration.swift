@@ -29,26 +29,26 @@ public struct KilnTallyConfiguration: Sendable {
     /// the channel's role, each weighbridge's channels found by role (the config check has validated both).
     public var tallySetup: TallyEngine.Setup {
         let devices = Dictionary(acquisition.devices.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        let streams = self.streams.map { s -> (config: StreamConfig, source: StreamSource) in
+        let streams = self.streams.map { s -> TallyEngine.StreamSetup in
             let totalizerChannel = s.totalizer.flatMap { name in devices[s.device]?.channels.first { $0.id == name } }
             var parameters: TotalizerTracker.Parameters?
             if let channel = totalizerChannel, case .totalizer(let role)? = channel.role {
                 parameters = TotalizerTracker.Parameters(role: role, unit: channel.unit)
             }
-            return (s, StreamSource(device: s.device, totalizer: parameters == nil ? nil : s.totalizer,
-                                    totalizerParameters: parameters, rate: s.rate, maxGap: s.maxGap,
-                                    runThresholdTonnesPerHour: s.runThresholdTonnesPerHour))
+            return .init(s, StreamSource(device: s.device, totalizer: parameters == nil ? nil : s.totalizer,
+                                         totalizerParameters: parameters, rate: s.rate, maxGap: s.maxGap,
+                                         runThresholdTonnesPerHour: s.runThresholdTonnesPerHour))
         }
         let roles = acquisition.channelRoles
-        let weighbridges = self.weighbridges.compactMap { w -> (config: WeighbridgeConfig, channels: WeighbridgeChannels)? in
+        let weighbridges = self.weighbridges.compactMap { w -> TallyEngine.WeighbridgeSetup? in
             guard case .success(let channels) = w.resolveChannels(devices: roles) else { return nil }
-            return (w, channels)
+            return .init(w, channels)
         }
         var setup = TallyEngine.Setup(site: uplink.identity.site, node: uplink.identity.node, configHash: contentHash,
                                       calendar: shifts, grace: tally.grace, streams: streams, weighbridges: weighbridges)
         setup.stocks = stocks.compactMap { s in
             guard case .success(let factor) = s.resolve(devices: roles) else { return nil }
-            return (s, factor)
+            return TallyEngine.StockSetup(s, factor)
         }
         setup.balanceTolerance = tally.balanceTolerance
         return setup

@@ -126,8 +126,18 @@ public enum Daemon {
             let ledger = try await Ledger(directory: options.stateDirectory + "/ledger", clock: options.clock, logger: logger)
             let tallyDirectory = options.stateDirectory + "/tally"
             try PosixFileIO().makeDirectories(tallyDirectory)
-            tallyService = TallyService(store: store, ledger: ledger, setup: configuration.tallySetup,
-                                        checkpoint: TallyCheckpoint(path: tallyDirectory + "/checkpoint.json"),
+            let checkpoint = TallyCheckpoint(path: tallyDirectory + "/checkpoint.json")
+            let restored = try await checkpoint.load()
+            let setup = configuration.tallySetup
+            if TallyInputs.needsConfiguration(setup, state: restored) {
+                // Stored before any reading of this run, so the tally (and a replay) applies it at this point.
+                store.submit([try TallyInputs.configuration(setup, time: options.clock.now(),
+                                                            synchronized: options.clock.isSynchronized())])
+                if restored != nil {
+                    logger.notice("tally: configuration \(configuration.contentHash) is new to the tally; it takes effect at the next shift boundary")
+                }
+            }
+            tallyService = TallyService(store: store, ledger: ledger, setup: setup, restored: restored, checkpoint: checkpoint,
                                         tickInterval: configuration.tally.tickInterval, clock: options.clock, logger: logger)
         }
         let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,

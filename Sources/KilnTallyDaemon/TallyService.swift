@@ -32,15 +32,43 @@ actor TallyCheckpoint {
     func close() { executor.shutdown() }
 }
 
-/// The clock ticks the tally is driven by are stored as readings of this reserved device (so a replay of the store
-/// closes shifts at the same instants); the value says whether the clock was synchronized.
-public enum TallyClock {
-    /// The device name kilntally reserves for its own inputs (ticks here, corrections in the engine).
+/// kilntally's own inputs to the tally, stored as readings of a reserved device so that a replay of the store
+/// applies them at the same points: clock ticks (so shifts close at the same instants even when no device answers;
+/// the value says whether the clock was synchronized), and the tally configuration (the `TallyEngine.Setup` as JSON,
+/// stored when the daemon starts with a configuration the tally has not seen: it takes effect at the next shift
+/// boundary). Corrections are the third kind (`TallyEngine.correctionChannel`).
+public enum TallyInputs {
+    /// The device name kilntally reserves for its own inputs.
     public static let device: DeviceID = TallyEngine.correctionDevice
-    public static let channel: ChannelID = "clock"
+    public static let clockChannel: ChannelID = "clock"
+    public static let configChannel: ChannelID = "config"
 
+    /// The tally input a stored reading stands for. A configuration reading that cannot be decoded (written by a
+    /// newer version) is passed on as a plain reading, which the tally ignores.
     public static func input(_ seq: UInt64, _ r: Reading) -> TallyInput {
-        r.device == device && r.channel == channel ? .tick(sequence: seq, time: r.time) : .reading(sequence: seq, r)
+        guard r.device == device else { return .reading(sequence: seq, r) }
+        if r.channel == clockChannel { return .tick(sequence: seq, time: r.time) }
+        if r.channel == configChannel, case .string(let json) = r.value,
+           let setup = try? JSONCoding.decoder.decode(TallyEngine.Setup.self, from: Data(json.utf8)) {
+            return .configure(sequence: seq, time: r.time, setup: setup)
+        }
+        return .reading(sequence: seq, r)
+    }
+
+    public static func tick(time: UTCInstant, synchronized: Bool) -> Reading {
+        Reading(device: device, channel: clockChannel, time: time, value: .bool(synchronized), clockSynchronized: synchronized)
+    }
+
+    public static func configuration(_ setup: TallyEngine.Setup, time: UTCInstant, synchronized: Bool) throws -> Reading {
+        let json = String(decoding: try JSONCoding.encoder.encode(setup), as: UTF8.self)
+        return Reading(device: device, channel: configChannel, time: time, value: .string(json), clockSynchronized: synchronized)
+    }
+
+    /// Whether the tally, at `state`, has not seen `setup` yet (a fresh tally, or one whose latest setup differs):
+    /// then the daemon stores it as an input before any reading of this run.
+    public static func needsConfiguration(_ setup: TallyEngine.Setup, state: TallyEngine.State?) -> Bool {
+        guard let latest = state?.eras.last?.setup else { return true }
+        return latest != setup
     }
 }
 
@@ -54,6 +82,8 @@ struct TallyService: Service {
     let store: RingStore
     let ledger: Ledger
     let setup: TallyEngine.Setup
+    /// The checkpoint as loaded before the services started (nil: a fresh tally).
+    let restored: TallyEngine.State?
     let checkpoint: TallyCheckpoint
     let tickInterval: Duration
     let clock: any WallClock
@@ -65,8 +95,7 @@ struct TallyService: Service {
             group.addTask {
                 while !Task.isCancelled {
                     let synced = clock.isSynchronized()
-                    store.submit([Reading(device: TallyClock.device, channel: TallyClock.channel, time: clock.now(),
-                                          value: .bool(synced), clockSynchronized: synced)])
+                    store.submit([TallyInputs.tick(time: clock.now(), synchronized: synced)])
                     do { try await Task.sleep(for: tickInterval) } catch { return }
                 }
             }
@@ -79,7 +108,7 @@ struct TallyService: Service {
 
     /// Loads the checkpoint, then consumes the store as it grows until cancelled.
     private func consume(_ updates: AsyncStream<UInt64>) async throws {
-        var engine = TallyEngine(setup: setup, state: try await checkpoint.load() ?? .init())
+        var engine = TallyEngine(setup: setup, state: restored ?? .init())
         var alreadyWritten = try await recordsAfterCheckpoint(engine.state.chainHead)
         if !alreadyWritten.isEmpty {
             logger.notice("tally: \(alreadyWritten.count) record(s) in the ledger are newer than the checkpoint; replaying to them")
@@ -113,7 +142,7 @@ struct TallyService: Service {
             guard !batch.readings.isEmpty else { return }
             var wrote = false
             for (seq, reading) in batch.readings {
-                for output in engine.consume(TallyClock.input(seq, reading)) {
+                for output in engine.consume(TallyInputs.input(seq, reading)) {
                     switch output {
                     case .record(let kind, let id, let revision, let json):
                         if alreadyWritten.first == json {

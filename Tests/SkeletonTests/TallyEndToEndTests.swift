@@ -36,9 +36,9 @@ struct TallyEndToEndTests {
         let configPath: String
         let stateDir: String
 
-        func daemon(_ name: String) throws -> PeerProcess {
+        func daemon(_ name: String, config: String? = nil) throws -> PeerProcess {
             try PeerProcess(name: name, executable: try RepoPaths.builtProduct("kilntallyd"),
-                            arguments: ["--config", configPath, "--state-dir", stateDir], logDirectory: dir.path)
+                            arguments: ["--config", config ?? configPath, "--state-dir", stateDir], logDirectory: dir.path)
         }
 
         /// The ledger's records (daemon stopped), parsed.
@@ -106,7 +106,18 @@ struct TallyEndToEndTests {
     /// KILNTALLY_LONG=1 (the long mode) kills the daemon 8 more times at random moments.
     static let extraKills = ProcessInfo.processInfo.environment["KILNTALLY_LONG"] == "1" ? 8 : 0
 
-    @Test("reports per shift and the truck's ticket reach the ledger, chained; after a kill -9 it equals an uninterrupted replay")
+    /// The configuration edited between lives: a second stream (the belt's rate alone, as its own material).
+    static let addedStream = """
+
+        [[stream]]
+        name = "msw-check"
+        material = "msw-check"
+        feed_point = "kiln_inlet"
+        device = "belt"
+        rate = "rate"
+        """
+
+    @Test("reports per shift and the truck's ticket reach the ledger, chained; after a kill -9 and a restart with an edited config it equals an uninterrupted replay")
     func tallyInTheDaemon() async throws {
         let rig = try await Self.makeRig()
         defer { rig.simulator.stop() }
@@ -126,7 +137,11 @@ struct TallyEndToEndTests {
             earlier += daemon.log()
         }
         let first = earlier
-        daemon = try rig.daemon("kilntallyd-2")
+        // The last life runs an edited configuration: it takes effect at the next shift boundary.
+        let edited = rig.dir.file("kilntally-edited.toml")
+        try (try String(contentsOfFile: rig.configPath, encoding: .utf8) + Self.addedStream)
+            .write(toFile: edited, atomically: true, encoding: .utf8)
+        daemon = try rig.daemon("kilntallyd-2", config: edited)
         // The truck's ticket may have closed before the kill (a slow machine) or after: look in both lives.
         let second = daemon
         try await second.waitUntil("the truck's ticket closed", timeout: .seconds(60)) {
@@ -142,7 +157,7 @@ struct TallyEndToEndTests {
 
         // Byte for byte what an uninterrupted tally makes of the same stored readings.
         let replay = try PeerProcess(name: "replay", executable: try RepoPaths.builtProduct("kilntally"),
-                                     arguments: ["ledger", "replay", "--config", rig.configPath, "--state-dir", rig.stateDir],
+                                     arguments: ["ledger", "replay", "--config", edited, "--state-dir", rig.stateDir],
                                      logDirectory: rig.dir.path)
         #expect(try await replay.waitForExit() == 0, "\(replay.log())")
         #expect(replay.log().contains("identical, byte for byte"), "\(replay.log())")
@@ -166,8 +181,17 @@ struct TallyEndToEndTests {
         // Reports: consecutive shifts, each stream's fed = end - start, and the ticket in its shift's receipts.
         let reports = chained.filter { $0.type == "report" }.map(\.record)
         #expect(reports.count >= 2)
+        // The edit took effect at a boundary: reports before it name the first hash and one stream, those after it
+        // the edited config's hash and both streams; never a mix within a report.
+        let streamCounts = reports.map { $0["streams"]?.arrayValue?.count ?? 0 }
+        let firstEdited = try #require(streamCounts.firstIndex(of: 2), "no report with the added stream: \(streamCounts)")
+        #expect(firstEdited > 0 && streamCounts[..<firstEdited].allSatisfy { $0 == 1 } && streamCounts[firstEdited...].allSatisfy { $0 == 2 },
+                "\(streamCounts)")
+        let hashes = reports.map { $0["config_hash"]?.stringValue ?? "" }
+        #expect(Set(hashes[..<firstEdited]).count == 1 && Set(hashes[firstEdited...]).count == 1 && hashes[0] != hashes[firstEdited],
+                "\(hashes)")
         for report in reports {
-            let stream = try #require(report["streams"]?.arrayValue?.first?.objectValue)
+            let stream = try #require(report["streams"]?.arrayValue?.first { $0.objectValue?["name"] == "msw" }?.objectValue)
             if let start = stream["totalizer_start_kg"]?.stringValue, let end = stream["totalizer_end_kg"]?.stringValue,
                let fed = stream["fed_kg"]?.stringValue {
                 #expect(abs((Double(end)! - Double(start)!) - Double(fed)!) < 0.0005, "\(report["shift"] ?? .null)")
