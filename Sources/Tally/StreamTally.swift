@@ -82,12 +82,22 @@ public struct StreamTally: Sendable, Hashable, Codable {
     private var totalizer: TotalizerTracker?
     private var integrator: RateIntegrator
     /// Figures of shifts not yet closed, by shift start (ns), in time order.
-    private var open: [Int64: StreamShiftFigures] = [:]
+    private var open: [OpenShift] = []
+
+    /// A shift's figures while it is open (one or two at a time: a linear search beats hashing).
+    struct OpenShift: Sendable, Hashable, Codable {
+        var start: Int64
+        var figures: StreamShiftFigures
+    }
     /// Shifts already closed (start ns); contributions to them are amendments.
     private var closedBefore: Int64 = .min
 
+    /// `source.maxGap` in nanoseconds (compared for every totalizer delta).
+    private let maxGapNanoseconds: Int64
+
     public init(source: StreamSource) {
         self.source = source
+        maxGapNanoseconds = source.maxGap.nanosecondsClamped
         totalizer = source.totalizerParameters.map(TotalizerTracker.init)
         integrator = RateIntegrator(maxGap: source.maxGap)
     }
@@ -100,22 +110,31 @@ public struct StreamTally: Sendable, Hashable, Codable {
         public var totalizerEnd: Mass?
     }
 
-    /// Takes one reading of this stream's device (others are ignored). `shifts` gives the shifts an interval spans.
+    /// Takes one reading of this stream's device (others are ignored). `calendar(a, b)` gives the shifts that
+    /// share an instant with [a, b], in order.
     public mutating func consume(_ r: Reading, calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) -> [Amendment] {
+        withoutActuallyEscaping(calendar) { calendar in
+            var lookup = ClosureShiftSpans(calendar)
+            return consume(r, shifts: &lookup)
+        }
+    }
+
+    /// As above, with a lookup that answers single instants without building arrays (the engine's hot path).
+    public mutating func consume<L: ShiftSpanLookup>(_ r: Reading, shifts calendar: inout L) -> [Amendment] {
         guard r.device == source.device else { return [] }
         var amendments: [Amendment] = []
         if r.channel == source.totalizer {
-            noteQuality(r, calendar: calendar)
+            noteQuality(r, calendar: &calendar)
             if let step = totalizer?.consume(r) {
-                amendments += credit(step, calendar: calendar)
+                amendments += credit(step, calendar: &calendar)
             }
         } else if r.channel == source.rate {
-            if source.totalizer == nil { noteQuality(r, calendar: calendar) }
+            if source.totalizer == nil { noteQuality(r, calendar: &calendar) }
             if r.quality == .good, let v = r.value.doubleValue, let perHour = r.unit?.toTonnes, v.isFinite {
-                for shift in calendar(r.time, r.time) { self[shift].noteRate(max(0, v * perHour)) }
+                if let shift = calendar.span(at: r.time) { self[shift].noteRate(max(0, v * perHour)) }
             }
             if case .segment(let s)? = integrator.consume(r) {
-                for shift in calendar(s.from, s.to) {
+                for shift in calendar.spans(s.from, s.to) {
                     let tonnes = s.tonnes(from: shift.start, to: shift.end)
                     let covered = s.covered(from: shift.start, to: shift.end)
                     if source.totalizer == nil {
@@ -135,8 +154,8 @@ public struct StreamTally: Sendable, Hashable, Codable {
     }
 
     /// Marks conditions a reading's quality implies on the shift it falls in.
-    private mutating func noteQuality(_ r: Reading, calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) {
-        guard let shift = calendar(r.time, r.time).first else { return }
+    private mutating func noteQuality<L: ShiftSpanLookup>(_ r: Reading, calendar: inout L) {
+        guard r.quality != .good || !r.clockSynchronized, let shift = calendar.span(at: r.time) else { return }
         if !r.clockSynchronized { self[shift].conditions.insert(.clockUnsynchronized) }
         switch r.quality {
         case .deviceFault, .invalid: self[shift].conditions.insert(.deviceFault)
@@ -146,52 +165,64 @@ public struct StreamTally: Sendable, Hashable, Codable {
         }
     }
 
-    private mutating func credit(_ step: TotalizerTracker.Step, calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) -> [Amendment] {
+    private mutating func credit<L: ShiftSpanLookup>(_ step: TotalizerTracker.Step, calendar: inout L) -> [Amendment] {
         switch step {
         case .baseline(let value, let t):
-            if let shift = calendar(t, t).first, self[shift].totalizerStart == nil {
+            if let shift = calendar.span(at: t), self[shift].totalizerStart == nil {
                 self[shift].totalizerStart = value
                 self[shift].conditions.insert(.communicationGap)  // the shift's start value is not interpolated
             }
             return []
         case .rejected(_, _, let t, _, _):
-            if let shift = calendar(t, t).first {
+            if let shift = calendar.span(at: t) {
                 self[shift].rejectedSteps += 1
                 self[shift].conditions.insert(.rejected)
             }
             return []
         case .rebaselined(_, let delta, let from, let to, _, let current):
-            if let shift = calendar(to, to).first { self[shift].conditions.insert(.rejected) }
-            return spread(delta, from: from, to: to, startValue: current - delta, calendar: calendar)
+            if let shift = calendar.span(at: to) { self[shift].conditions.insert(.rejected) }
+            return spread(delta, from: from, to: to, startValue: current - delta, calendar: &calendar)
         case .delta(let d, let from, let to, let previous, _, let kind):
-            if let shift = calendar(to, to).first {
+            if let shift = calendar.span(at: to) {
                 if kind == .reset { self[shift].resets += 1 }
                 if kind == .rollover { self[shift].rollovers += 1 }
             }
-            let covered = Duration.nanoseconds(to.nanosecondsSinceEpoch - from.nanosecondsSinceEpoch) <= source.maxGap
-            var amendments = spread(d, from: from, to: to, startValue: previous, calendar: calendar)
-            for shift in calendar(from, to) where covered {
-                let lo = max(from, shift.start), hi = min(to, shift.end)
-                if lo < hi { self[shift].covered += .nanoseconds(hi.nanosecondsSinceEpoch - lo.nanosecondsSinceEpoch) }
+            let covered = to.nanosecondsSinceEpoch - from.nanosecondsSinceEpoch <= maxGapNanoseconds
+            var amendments = spread(d, from: from, to: to, startValue: previous, calendar: &calendar)
+            if covered, let shift = calendar.span(at: from), shift.contains(to) {
+                self[shift].covered += .nanoseconds(to.nanosecondsSinceEpoch - from.nanosecondsSinceEpoch)
+            } else {
+                for shift in calendar.spans(from, to) {
+                    if covered {
+                        let lo = max(from, shift.start), hi = min(to, shift.end)
+                        if lo < hi { self[shift].covered += .nanoseconds(hi.nanosecondsSinceEpoch - lo.nanosecondsSinceEpoch) }
+                    } else {
+                        self[shift].conditions.insert(.communicationGap)
+                    }
+                }
             }
-            if !covered { for shift in calendar(from, to) { self[shift].conditions.insert(.communicationGap) } }
             amendments.removeAll { $0.fed == .zero && $0.totalizerEnd == nil }
             return amendments
         }
     }
 
     /// Credits `delta`, fed evenly over [from, to], to the shifts it spans; sets boundary values.
-    private mutating func spread(_ delta: Mass, from: UTCInstant, to: UTCInstant, startValue: Mass,
-                                 calendar: (UTCInstant, UTCInstant) -> [ShiftSpan]) -> [Amendment] {
-        let spanned = calendar(from, to)
+    private mutating func spread<L: ShiftSpanLookup>(_ delta: Mass, from: UTCInstant, to: UTCInstant, startValue: Mass,
+                                                     calendar: inout L) -> [Amendment] {
+        // The common case: both readings inside one open shift — the whole delta goes there, no apportioning.
+        if let shift = calendar.span(at: from), shift.contains(to), shift.start != to, !isClosed(shift) {
+            self[shift].fed += delta
+            self[shift].totalizerEnd = startValue + delta
+            return []
+        }
+        let spanned = calendar.spans(from, to)
         // A reading exactly at a shift's start is that shift's start value.
         if let last = spanned.last, last.start == to, !isClosed(last), self[last].totalizerStart == nil {
             self[last].totalizerStart = startValue + delta
         }
-        // The common case: both readings in one open shift — the whole delta goes there, no apportioning.
         if spanned.count == 1, let shift = spanned.first, !isClosed(shift) {
-            open[shift.start.nanosecondsSinceEpoch, default: StreamShiftFigures(shift: ShiftID(localDate: "", name: ""))].fed += delta
-            open[shift.start.nanosecondsSinceEpoch]!.totalizerEnd = startValue + delta
+            self[shift].fed += delta
+            self[shift].totalizerEnd = startValue + delta
             return []
         }
         let cuts = spanned.dropFirst().map(\.start).filter { $0 > from && $0 < to }
@@ -216,10 +247,16 @@ public struct StreamTally: Sendable, Hashable, Codable {
 
     private func isClosed(_ shift: ShiftSpan) -> Bool { shift.start.nanosecondsSinceEpoch <= closedBefore }
 
+    /// The open figures of `shift`, modified in place (created empty on first use).
     private subscript(shift: ShiftSpan) -> StreamShiftFigures {
-        get { open[shift.start.nanosecondsSinceEpoch] ?? StreamShiftFigures(shift: ShiftID(localDate: "", name: "")) }
-        set {
-            open[shift.start.nanosecondsSinceEpoch] = newValue
+        get { open.first { $0.start == shift.start.nanosecondsSinceEpoch }?.figures ?? StreamShiftFigures(shift: ShiftID(localDate: "", name: "")) }
+        _modify {
+            let key = shift.start.nanosecondsSinceEpoch
+            let i = open.firstIndex { $0.start == key } ?? {
+                open.append(OpenShift(start: key, figures: StreamShiftFigures(shift: ShiftID(localDate: "", name: ""))))
+                return open.count - 1
+            }()
+            yield &open[i].figures
         }
     }
 
@@ -227,7 +264,7 @@ public struct StreamTally: Sendable, Hashable, Codable {
     /// good reading after the shift's end yet leaves the end value an estimate (the last good value): flag B.
     public mutating func close(_ shift: Shift) -> StreamShiftFigures {
         let key = shift.start.nanosecondsSinceEpoch
-        var f = open.removeValue(forKey: key) ?? StreamShiftFigures(shift: shift.id)
+        var f = open.firstIndex { $0.start == key }.map { open.remove(at: $0).figures } ?? StreamShiftFigures(shift: shift.id)
         f.shift = shift.id
         if source.totalizer != nil, (totalizer?.last?.time).map({ $0 < shift.end }) ?? true {
             f.conditions.insert(.communicationGap)
@@ -235,5 +272,32 @@ public struct StreamTally: Sendable, Hashable, Codable {
         if f.covered < shift.length { f.conditions.insert(.communicationGap) }
         closedBefore = max(closedBefore, key)
         return f
+    }
+}
+
+/// Answers "which shift" for the stream arithmetic: single instants (most questions) without building arrays.
+public protocol ShiftSpanLookup {
+    /// The shift `t` falls in.
+    mutating func span(at t: UTCInstant) -> ShiftSpan?
+    /// The shifts that share an instant with [a, b] (b included), in order.
+    mutating func spans(_ a: UTCInstant, _ b: UTCInstant) -> [ShiftSpan]
+}
+
+/// A lookup from a closure that answers ranges.
+public struct ClosureShiftSpans: ShiftSpanLookup {
+    let spans: (UTCInstant, UTCInstant) -> [ShiftSpan]
+    public init(_ spans: @escaping (UTCInstant, UTCInstant) -> [ShiftSpan]) { self.spans = spans }
+    public func span(at t: UTCInstant) -> ShiftSpan? { spans(t, t).first }
+    public func spans(_ a: UTCInstant, _ b: UTCInstant) -> [ShiftSpan] { spans(a, b) }
+}
+
+extension Duration {
+    /// Whole nanoseconds, clamped to Int64 (about 292 years).
+    var nanosecondsClamped: Int64 {
+        let (seconds, atto) = components
+        let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        let (sum, overflow2) = ns.addingReportingOverflow(atto / 1_000_000_000)
+        return overflow2 ? (ns < 0 ? .min : .max) : sum
     }
 }

@@ -7,7 +7,7 @@ public enum TallyInput: Sendable, Hashable {
     case tick(sequence: UInt64, time: UTCInstant)
     /// A new configuration for the tally (stored like a reading, so a replay applies it at the same point). It
     /// takes effect at the end of the shift in progress; before the first input it takes effect at once.
-    case configure(sequence: UInt64, time: UTCInstant, setup: TallyEngine.Setup)
+    indirect case configure(sequence: UInt64, time: UTCInstant, setup: TallyEngine.Setup)
 
     public var sequence: UInt64 {
         switch self {
@@ -78,13 +78,19 @@ public struct TallyEngine: Sendable {
         public var chainHead: String = HashChain.genesis
         /// Per weighbridge, the readings of its indicator's poll in progress (a poll's readings are consecutive in
         /// the store; it is complete when a channel repeats or a clock tick comes).
-        public var pendingPolls: [String: [Reading]] = [:]
+        public var pendingPolls: [PendingPoll] = []
         public var stocks: [String: StockTracker] = [:]
         /// The latest revision of recent tickets (open and closed), for corrections: the last `keptTickets`.
         public var tickets: [String: Ticket] = [:]
         public var ticketOrder: [String] = []
 
         public init() {}
+    }
+
+    /// A weighbridge indicator's poll in progress.
+    public struct PendingPoll: Sendable, Hashable, Codable {
+        public var weighbridge: String
+        public var readings: [Reading] = []
     }
 
     public struct Receipt: Sendable, Hashable, Codable {
@@ -126,21 +132,37 @@ public struct TallyEngine: Sendable {
     public private(set) var state: State
     /// The setup in force now (for the latest input).
     public var setup: Setup { era(at: state.latest).setup }
-    /// Shifts looked up recently (not part of the state: a pure cache). Building a `Shift` formats its local times,
-    /// so asking the calendar for every reading would cost more than everything else the tally does.
-    private var shiftCache: [ShiftSpan] = []
-    /// The timeline behind a reference, so the per-reading lookup closure does not copy its arrays.
-    private var timelineBox: TimelineBox
+    /// Shift lookups for the stream arithmetic, with the shifts found recently (not part of the state: a pure
+    /// cache). Building a `Shift` formats its local times, so asking the calendar for every reading would cost more
+    /// than everything else the tally does.
+    private var spans: TimelineSpans
     /// What each input is matched against, flattened out of the state so matching copies no configuration.
     private var streamKeys: [(device: DeviceID, index: Int)] = []
     private var stockKeys: [(device: DeviceID, channel: ChannelID, material: String)] = []
+    /// Per weighbridge (in `state.pendingPolls` order): its indicator device.
     private var bridgeKeys: [(device: DeviceID, name: String)] = []
-    /// The grace period of the setup in force.
-    private var grace: Duration = .zero
+    /// The grace period of the setup in force, in nanoseconds (compared for every input).
+    private var graceNanoseconds: Int64 = 0
 
-    final class TimelineBox: Sendable {
+    /// The timeline's shifts as spans, answering from the few found last while instants stay inside them.
+    struct TimelineSpans: ShiftSpanLookup, Sendable {
         let timeline: ShiftTimeline
+        private var recent: [ShiftSpan] = []
+
         init(_ timeline: ShiftTimeline) { self.timeline = timeline }
+
+        mutating func span(at t: UTCInstant) -> ShiftSpan? {
+            for s in recent where s.contains(t) { return s }
+            return spans(t, t).first
+        }
+
+        mutating func spans(_ a: UTCInstant, _ b: UTCInstant) -> [ShiftSpan] {
+            if let s = recent.first(where: { $0.contains(a) }), s.contains(b) { return [s] }
+            let found = timeline.shifts(overlapping: a..<UTCInstant(nanosecondsSinceEpoch: b.nanosecondsSinceEpoch + 1)).map(ShiftSpan.init)
+            for s in found where !recent.contains(s) { recent.append(s) }
+            if recent.count > 8 { recent.removeFirst(recent.count - 8) }
+            return found
+        }
     }
 
     /// An engine on `state`. `setup` applies to a fresh state only: a restored state carries the setups in force
@@ -161,7 +183,7 @@ public struct TallyEngine: Sendable {
         let timeline = s.timeline ?? ShiftTimeline(s.eras[0].setup.calendar)
         s.timeline = timeline
         self.state = s
-        timelineBox = TimelineBox(timeline)
+        spans = TimelineSpans(timeline)
         rebuildKeys()
     }
 
@@ -171,22 +193,24 @@ public struct TallyEngine: Sendable {
         return state.eras.last { ($0.from ?? t) <= t } ?? state.eras[0]
     }
 
-    private var timeline: ShiftTimeline { timelineBox.timeline }
+    private var timeline: ShiftTimeline { spans.timeline }
 
     private mutating func setTimeline(_ t: ShiftTimeline) {
         state.timeline = t
-        timelineBox = TimelineBox(t)
-        shiftCache = []
+        spans = TimelineSpans(t)
     }
 
     private mutating func rebuildKeys() {
         let current = era(at: state.latest).setup
-        grace = current.grace
+        graceNanoseconds = current.grace.nanosecondsClamped
         streamKeys = state.streams.indices.map { (state.streams[$0].setup.source.device, $0) }
         stockKeys = state.stocks.keys.sorted().map { m in (state.stocks[m]!.device, state.stocks[m]!.channel, m) }
         let order = current.weighbridges.map(\.config.name)
         bridgeKeys = state.weighbridges.keys.sorted { (order.firstIndex(of: $0) ?? .max, $0) < (order.firstIndex(of: $1) ?? .max, $1) }
             .map { (state.weighbridges[$0]!.config.device, $0) }
+        // The polls in progress line up with `bridgeKeys`, so matching a reading needs no hashing.
+        let polls = state.pendingPolls
+        state.pendingPolls = bridgeKeys.map { key in polls.first { $0.weighbridge == key.name } ?? PendingPoll(weighbridge: key.name) }
     }
 
     /// Consumes one input (ignored if its sequence number was consumed before, so a replay from an older position
@@ -198,27 +222,18 @@ public struct TallyEngine: Sendable {
         let t = input.time
         if state.latest.map({ t > $0 }) ?? true { state.latest = t }
         if let at = state.switchAt, t >= at { out += switchWeighbridges(at: t) }
-        if case .configure(_, _, let new) = input {
+        switch input {
+        case .configure(_, _, let new):
             out += configure(new, at: t)
             if state.nextEnd == nil { return out }
-        }
-        if state.nextEnd == nil { state.nextToClose = timeline.shift(containing: t) }
-        if case .reading(_, let r) = input, r.device == Self.correctionDevice, r.channel == Self.correctionChannel {
-            out += correct(r)
-        } else if case .reading(_, let r) = input {
-            let box = timelineBox
-            var cache = shiftCache
-            let overlapping: (UTCInstant, UTCInstant) -> [ShiftSpan] = { a, b in
-                // [a, b] inside one known shift: that shift, without the calendar.
-                if let s = cache.first(where: { $0.contains(a) }), s.contains(b) { return [s] }
-                let found = box.timeline.shifts(overlapping: a..<UTCInstant(nanosecondsSinceEpoch: b.nanosecondsSinceEpoch + 1)).map(ShiftSpan.init)
-                for s in found where !cache.contains(s) { cache.append(s) }
-                if cache.count > 8 { cache.removeFirst(cache.count - 8) }
-                return found
+        case .reading(_, let r):
+            if state.nextEnd == nil { state.nextToClose = timeline.shift(containing: t) }
+            if r.device == Self.correctionDevice && r.channel == Self.correctionChannel {
+                out += correct(r)
+                break
             }
-            defer { shiftCache = cache }
             for key in streamKeys where key.device == r.device {
-                let amendments = state.streams[key.index].tally.consume(r, calendar: overlapping)
+                let amendments = state.streams[key.index].tally.consume(r, shifts: &spans)
                 for a in amendments { out += amend(slot: key.index, a, at: t) }
             }
             if let end = state.nextEnd {
@@ -226,18 +241,17 @@ public struct TallyEngine: Sendable {
                     state.stocks[key.material]!.consume(r, shiftEnd: end)
                 }
             }
-            for key in bridgeKeys where key.device == r.device {
-                if state.pendingPolls[key.name, default: []].contains(where: { $0.channel == r.channel }) {
-                    out += flushPoll(key.name)
-                }
-                state.pendingPolls[key.name, default: []].append(r)
+            for (i, key) in bridgeKeys.enumerated() where key.device == r.device {
+                if state.pendingPolls[i].readings.contains(where: { $0.channel == r.channel }) { out += flushPoll(i) }
+                state.pendingPolls[i].readings.append(r)
             }
-        } else if case .tick = input {
-            for key in bridgeKeys { out += flushPoll(key.name) }
+        case .tick:
+            if state.nextEnd == nil { state.nextToClose = timeline.shift(containing: t) }
+            for i in bridgeKeys.indices { out += flushPoll(i) }
         }
         // Close every shift whose end plus grace has passed.
         while let end = state.nextEnd, let latest = state.latest,
-              latest.nanosecondsSinceEpoch >= end.adding(grace).nanosecondsSinceEpoch, let shift = state.nextToClose {
+              latest.nanosecondsSinceEpoch >= end.nanosecondsSinceEpoch + graceNanoseconds, let shift = state.nextToClose {
             out += close(shift, at: latest)
             state.nextToClose = timeline.shift(after: shift)
             retire(before: state.nextToClose!.start)
@@ -303,7 +317,7 @@ public struct TallyEngine: Sendable {
         let new = era(at: state.latest).setup
         var out: [TallyOutput] = []
         for name in state.weighbridges.keys.sorted() where !new.weighbridges.contains(where: { $0.config.name == name }) {
-            out += flushPoll(name)
+            out += flushPoll(named: name)
             let open = state.weighbridges.removeValue(forKey: name)!.openTickets
             if !open.isEmpty {
                 out.append(.event(Event(kind: .tallyConfigChanged, severity: .warning, time: time,
@@ -314,7 +328,7 @@ public struct TallyEngine: Sendable {
         for w in new.weighbridges {
             if var existing = state.weighbridges[w.config.name] {
                 guard existing.config != w.config || existing.channels != w.channels else { continue }
-                out += flushPoll(w.config.name)
+                out += flushPoll(named: w.config.name)
                 existing.reconfigure(config: w.config, channels: w.channels)
                 state.weighbridges[w.config.name] = existing
             } else {
@@ -357,10 +371,20 @@ public struct TallyEngine: Sendable {
 
     // MARK: weighbridges and corrections
 
-    private mutating func flushPoll(_ weighbridge: String) -> [TallyOutput] {
-        guard let poll = state.pendingPolls.removeValue(forKey: weighbridge), !poll.isEmpty,
-              state.weighbridges[weighbridge] != nil else { return [] }
-        return state.weighbridges[weighbridge]!.consume(poll).flatMap { ticketOutput($0) }
+    /// Feeds weighbridge `index`'s poll in progress to it.
+    private mutating func flushPoll(_ index: Int) -> [TallyOutput] {
+        guard !state.pendingPolls[index].readings.isEmpty else { return [] }
+        // Swapped out and back, so the buffer is reused poll after poll.
+        var poll: [Reading] = []
+        swap(&poll, &state.pendingPolls[index].readings)
+        let outputs = state.weighbridges[bridgeKeys[index].name]?.consume(poll) ?? []
+        poll.removeAll(keepingCapacity: true)
+        swap(&poll, &state.pendingPolls[index].readings)
+        return outputs.isEmpty ? [] : outputs.flatMap { ticketOutput($0) }
+    }
+
+    private mutating func flushPoll(named weighbridge: String) -> [TallyOutput] {
+        bridgeKeys.firstIndex { $0.name == weighbridge }.map { flushPoll($0) } ?? []
     }
 
     private mutating func correct(_ r: Reading) -> [TallyOutput] {
