@@ -9,6 +9,16 @@ import Tally
 /// stores' `FileIO` (temporary file, fsync, rename, directory fsync), so a crash leaves either the old checkpoint
 /// or the new one, never a torn one. An actor on its own thread: encoding and fsync never run on the cooperative
 /// pool.
+/// A checkpoint that exists but cannot be decoded (damaged, or written by an incompatible version): the daemon does
+/// not start rather than silently starting a fresh tally over a ledger that already has records.
+struct CheckpointError: Error, CustomStringConvertible {
+    var path: String
+    var underlying: String
+    var description: String {
+        "the tally checkpoint \(path) cannot be read (\(underlying)); moving it aside makes the tally start afresh from the oldest stored reading, which reproduces the ledger only while the store still holds every reading since the ledger began: check with `kilntally ledger replay` first"
+    }
+}
+
 actor TallyCheckpoint {
     private let executor = ThreadExecutor(name: "kt-tally")
     nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
@@ -22,7 +32,11 @@ actor TallyCheckpoint {
 
     func load() throws -> TallyEngine.State? {
         guard let bytes = try fs.readWhole(path) else { return nil }
-        return try JSONCoding.decoder.decode(TallyEngine.State.self, from: Data(bytes))
+        do {
+            return try JSONCoding.decoder.decode(TallyEngine.State.self, from: Data(bytes))
+        } catch {
+            throw CheckpointError(path: path, underlying: "\(error)")
+        }
     }
 
     func save(_ state: TallyEngine.State) throws {

@@ -109,6 +109,52 @@ struct BadInputTests {
         #expect(daemon.isRunning)
     }
 
+    @Test("a tally checkpoint that cannot be decoded: the daemon does not start a fresh tally over the ledger, and says which file")
+    func damagedCheckpoint() async throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("kilntally.toml")
+        try """
+            [node]
+            site = "plant-a"
+            name = "kiln1"
+            [mqtt]
+            host = "127.0.0.1"
+            port = \(try FreePort.allocate())
+            [[bus]]
+            name = "plc"
+            kind = "tcp"
+            host = "127.0.0.1"
+            port = \(try FreePort.allocate())
+            [[device]]
+            name = "belt"
+            bus = "plc"
+            unit_id = 1
+              [[device.channel]]
+              name = "rate"
+              table = "holding"
+              address = 0
+              type = "uint16"
+              unit = "t/h"
+              role = "rate"
+            [[stream]]
+            name = "msw"
+            material = "msw"
+            feed_point = "calciner"
+            device = "belt"
+            rate = "rate"
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let checkpoint = dir.file("state/tally/checkpoint.json")
+        try FileManager.default.createDirectory(atPath: dir.file("state/tally"), withIntermediateDirectories: true)
+        try #"{"lastSequence": 12, "streams": {"msw": {}}}"#.write(toFile: checkpoint, atomically: true, encoding: .utf8)
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", path, "--state-dir", dir.file("state")], logDirectory: dir.path)
+        defer { daemon.stop() }
+        #expect(try await daemon.waitForExit() != 0)
+        #expect(daemon.log().contains("the tally checkpoint \(checkpoint) cannot be read"), "\(daemon.log())")
+        // Left as it was, for the engineer to look at.
+        #expect(try String(contentsOfFile: checkpoint, encoding: .utf8).hasPrefix(#"{"lastSequence": 12"#))
+    }
+
     @Test("missing TLS CA file: the error names the file; the daemon keeps polling and storing")
     func missingTLSFile() async throws {
         let dir = try TemporaryDirectory()
