@@ -11,6 +11,7 @@ import Uplink
 struct AcquisitionService: Service {
     let pollers: [BusPoller]
     let store: RingStore
+    let events: EventLog
     let logger: Logger
 
     func run() async throws {
@@ -28,9 +29,7 @@ struct AcquisitionService: Service {
                                 // Never waits for the disk: the store commits on its own schedule.
                                 store.submit(readings)
                             },
-                            event: { event in
-                                logger.notice("event \(event.kind.rawValue): \(event.message)")
-                            })
+                            event: { event in events.record(event) })
                     }
                 }
             }
@@ -45,12 +44,15 @@ struct AcquisitionService: Service {
 /// first and so stops last, after acquisition and the uplink.
 struct StoreService: Service {
     let store: RingStore
+    let events: EventLog
+    let clock: any WallClock
     let logger: Logger
 
     func run() async throws {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await event in store.events {
+                    if let e = Event(event, time: clock.now()) { events.record(e) }
                     switch event {
                     case .dropped(let n, let first, let last):
                         logger.warning("store full: dropped the oldest \(n) readings (\(first)...\(last))")
@@ -120,10 +122,12 @@ public enum Daemon {
                 logger.error("bus \(bus.name) cannot be set up and is not polled: \(error)")
             }
         }
-        // The tally runs when there is something to account; its ledger and checkpoint open before any service.
+        // The ledger keeps the tally's records and every event; the uplink publishes both from it.
+        let ledger = try await Ledger(directory: options.stateDirectory + "/ledger", clock: options.clock, logger: logger)
+        let events = EventLog()
+        // The tally runs when there is something to account; its checkpoint is loaded before any service.
         var tallyService: TallyService?
         if !configuration.streams.isEmpty || !configuration.weighbridges.isEmpty {
-            let ledger = try await Ledger(directory: options.stateDirectory + "/ledger", clock: options.clock, logger: logger)
             let tallyDirectory = options.stateDirectory + "/tally"
             try PosixFileIO().makeDirectories(tallyDirectory)
             let checkpoint = TallyCheckpoint(path: tallyDirectory + "/checkpoint.json")
@@ -137,21 +141,24 @@ public enum Daemon {
                     logger.notice("tally: configuration \(configuration.contentHash) is new to the tally; it takes effect at the next shift boundary")
                 }
             }
-            tallyService = TallyService(store: store, ledger: ledger, setup: setup, restored: restored, checkpoint: checkpoint,
+            tallyService = TallyService(store: store, ledger: ledger, events: events, setup: setup, restored: restored, checkpoint: checkpoint,
                                         tickInterval: configuration.tally.tickInterval, clock: options.clock, logger: logger)
         }
         let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,
                                        startedAt: options.clock.now())
-        let uplink = Uplink(config: configuration.uplink, store: store, info: info, clock: options.clock, logger: logger)
+        let uplink = Uplink(config: configuration.uplink, store: store, ledger: ledger, info: info, clock: options.clock, logger: logger)
 
-        // Started in this order, stopped in reverse: polling stops first, then the uplink says offline, then the
-        // store commits what is left and closes.
+        // Started in this order, stopped in reverse: polling stops first, then the tally writes its checkpoint, the
+        // uplink says offline, the events queued are stored and the ledger closes, and the store commits what is left
+        // and closes.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
-                .init(service: StoreService(store: store, logger: logger), serviceName: "store"),
+                .init(service: StoreService(store: store, events: events, clock: options.clock, logger: logger), serviceName: "store"),
+                .init(service: EventService(events: events, ledger: ledger, identity: configuration.uplink.identity, logger: logger),
+                      serviceName: "events"),
                 .init(service: UplinkService(uplink: uplink), serviceName: "uplink"),
             ] + (tallyService.map { [.init(service: $0, serviceName: "tally")] } ?? []) + [
-                .init(service: AcquisitionService(pollers: pollers, store: store, logger: logger), serviceName: "acquisition"),
+                .init(service: AcquisitionService(pollers: pollers, store: store, events: events, logger: logger), serviceName: "acquisition"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)

@@ -95,6 +95,7 @@ public enum TallyInputs {
 struct TallyService: Service {
     let store: RingStore
     let ledger: Ledger
+    let events: EventLog
     let setup: TallyEngine.Setup
     /// The checkpoint as loaded before the services started (nil: a fresh tally).
     let restored: TallyEngine.State?
@@ -116,7 +117,6 @@ struct TallyService: Service {
             try await cancelWhenGracefulShutdown { try await consume(updates) }
             group.cancelAll()
         }
-        await ledger.close()
         await checkpoint.close()
     }
 
@@ -167,7 +167,9 @@ struct TallyService: Service {
                         wrote = true
                         logger.info("tally: \(kind.rawValue) \(id) revision \(revision) written")
                     case .event(let e):
-                        logger.notice("event \(e.kind.rawValue): \(e.message)")
+                        // Replaying inputs whose records are already in the ledger (after a crash): their events
+                        // were recorded the first time.
+                        if alreadyWritten.isEmpty { events.record(e) }
                     }
                 }
             }

@@ -1,24 +1,34 @@
+import Foundation
 import KilnTallyCore
 import Logging
 import MQTTKit
 import RingStore
 
 /// Publishes to the hub: the retained status (birth on every connect, will when the connection dies, `offline`
-/// at clean shutdown) and the stored readings, store-and-forward from a durable cursor that advances only when the
-/// broker acknowledged a batch (PUBACK). After an outage or a restart it resumes from that cursor.
+/// at clean shutdown), the stored readings, and the ledger's records (tickets, shift reports, events) —
+/// store-and-forward from durable cursors that advance only when the broker acknowledged (PUBACK). After an outage
+/// or a restart each resumes from its cursor.
 public final class Uplink: Sendable {
     public static let readingsCursor = "uplink-readings"
+    /// The ledger's cursor: the last record all of whose messages the broker acknowledged.
+    public static let recordsCursor = "uplink-records"
+    /// The ledger sequence number of the report last published on `shifts/last` (so a revision of an older shift,
+    /// after a restart too, does not replace a newer shift there).
+    public static let shiftsLastCursor = "uplink-shifts-last"
 
     private let config: UplinkConfig
     private let store: RingStore
+    private let ledger: Ledger?
     private let info: Payloads.StatusInfo
     private let clock: any WallClock
     private let logger: Logger
     public let topics: TopicTree
 
-    public init(config: UplinkConfig, store: RingStore, info: Payloads.StatusInfo, clock: any WallClock, logger: Logger) {
+    public init(config: UplinkConfig, store: RingStore, ledger: Ledger? = nil, info: Payloads.StatusInfo, clock: any WallClock,
+                logger: Logger) {
         self.config = config
         self.store = store
+        self.ledger = ledger
         self.info = info
         self.clock = clock
         var logger = logger
@@ -39,6 +49,7 @@ public final class Uplink: Sendable {
         // out below (a late "online" would otherwise become the retained status of a stopped node).
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.publishReadings(client) }
+            if let ledger = self.ledger { group.addTask { await self.publishRecords(client, ledger) } }
             for await event in client.events {
                 if Task.isCancelled { break }
                 if case .connected = event {
@@ -130,22 +141,7 @@ public final class Uplink: Sendable {
                 guard let lastSeq = batch.last?.seq else { break }
                 let message = MQTTMessage(topic: topics.readings, payload: Payloads.readings(batch, identity: config.identity),
                                           qos: config.readingsQoS, retain: false)
-                var retry = Duration.seconds(1)
-                while true {
-                    do {
-                        try await client.publish(message)
-                        break
-                    } catch where error.isShutdown || error.isCancellation {
-                        logger.debug("readings publish ended: \(error)")
-                        return
-                    } catch {
-                        // E.g. an MQTT 5 broker refusing the topic: the batch stays unacknowledged (the cursor does
-                        // not move) and is tried again, so nothing is skipped once the cause is fixed.
-                        logger.error("readings \(batch.first!.seq)...\(lastSeq) not accepted by the broker, retrying in \(retry): \(error)")
-                        do { try await Task.sleep(for: retry) } catch { return }
-                        retry = min(retry * 2, .seconds(60))
-                    }
-                }
+                guard await deliver(message, client, what: "readings \(batch.first!.seq)...\(lastSeq)") else { return }
                 acked = lastSeq
                 do {
                     try await store.setCursor(Self.readingsCursor, to: acked)
@@ -156,4 +152,115 @@ public final class Uplink: Sendable {
             }
         }
     }
+
+    /// Publishes `message` until the broker takes it. False when the uplink is shutting down (nothing more should be
+    /// sent). A refusal (e.g. an MQTT 5 broker refusing the topic) is retried with a growing pause: the cursor does not
+    /// move past it, so nothing is skipped once the cause is fixed.
+    private func deliver(_ message: MQTTMessage, _ client: MQTTClient, what: String) async -> Bool {
+        var retry = Duration.seconds(1)
+        while true {
+            do {
+                try await client.publish(message)
+                return true
+            } catch where error.isShutdown || error.isCancellation {
+                logger.debug("\(what): publish ended: \(error)")
+                return false
+            } catch {
+                logger.error("\(what) not accepted by the broker, retrying in \(retry): \(error)")
+                do { try await Task.sleep(for: retry) } catch { return false }
+                retry = min(retry * 2, .seconds(60))
+            }
+        }
+    }
+
+    // MARK: ledger records
+
+    /// Store-and-forward of the ledger: each ticket on `tickets`, each report on `shifts/{date}/{shift}` (and on the
+    /// retained `shifts/last` when it is of the latest shift published there), each event on `events` — in ledger
+    /// order, the cursor advancing past a record once the broker acknowledged all its messages.
+    private func publishRecords(_ client: MQTTClient, _ ledger: Ledger) async {
+        var acked: UInt64
+        var lastShiftStart: String?
+        do {
+            acked = try await ledger.cursor(Self.recordsCursor)
+            let lastSeq = try await ledger.cursor(Self.shiftsLastCursor)
+            if lastSeq > 0, let r = try await ledger.read(after: lastSeq - 1, limit: 1).first, r.sequence == lastSeq {
+                lastShiftStart = RecordFields(r.body).string("start_utc")
+            }
+        } catch {
+            logger.error("cannot read the uplink's ledger cursors, starting from the oldest record: \(error)")
+            acked = 0
+        }
+        let updates = await ledger.updates()
+        var pending = true  // records may be waiting from before this run
+        var iterator = updates.makeAsyncIterator()
+        while !Task.isCancelled {
+            if !pending {
+                guard await iterator.next() != nil else { return }
+            }
+            pending = false
+            while !Task.isCancelled {
+                let records: [LedgerRecord]
+                do {
+                    records = try await ledger.read(after: acked, limit: 100)
+                } catch {
+                    logger.error("uplink cannot read the ledger: \(error)")
+                    break
+                }
+                guard !records.isEmpty else { break }
+                for r in records {
+                    for message in messages(for: r, lastShiftStart: &lastShiftStart) {
+                        guard await deliver(message, client, what: "ledger record \(r.sequence) (\(r.type))") else { return }
+                        if message.topic == topics.shiftsLast {
+                            do { try await ledger.setCursor(Self.shiftsLastCursor, to: r.sequence) } catch {
+                                logger.error("uplink shifts/last cursor not saved: \(error)")
+                            }
+                        }
+                    }
+                    acked = r.sequence
+                    do {
+                        try await ledger.setCursor(Self.recordsCursor, to: acked)
+                    } catch {
+                        logger.error("uplink ledger cursor not saved (records may be sent again after a restart): \(error)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The messages a ledger record makes (none for a type the hub does not get).
+    private func messages(for r: LedgerRecord, lastShiftStart: inout String?) -> [MQTTMessage] {
+        switch r.type {
+        case "ticket":
+            return [MQTTMessage(topic: topics.tickets, payload: r.body, qos: .atLeastOnce, retain: false)]
+        case "report":
+            let fields = RecordFields(r.body)
+            guard let shift = fields.string("shift"), let slash = shift.firstIndex(of: "/") else {
+                logger.error("ledger record \(r.sequence) is a report without a shift id; not published")
+                return []
+            }
+            var out = [MQTTMessage(topic: topics.shift(date: String(shift[..<slash]), name: String(shift[shift.index(after: slash)...])),
+                                   payload: r.body, qos: .atLeastOnce, retain: false)]
+            // start_utc is always written as YYYY-MM-DDTHH:MM:SS.mmmZ: its text order is its time order.
+            if let start = fields.string("start_utc"), lastShiftStart.map({ start >= $0 }) ?? true {
+                out.append(MQTTMessage(topic: topics.shiftsLast, payload: r.body, qos: .atLeastOnce, retain: true))
+                lastShiftStart = start
+            }
+            return out
+        case Payloads.eventRecordType:
+            return [MQTTMessage(topic: topics.events, payload: Payloads.event(stored: r.body, seq: r.sequence, identity: config.identity),
+                                qos: .atLeastOnce, retain: false)]
+        default:
+            return []
+        }
+    }
+}
+
+/// Top-level string fields of a ledger record's JSON (records are written by kilntally: canonical JSON objects).
+struct RecordFields {
+    private let object: [String: Any]
+    init(_ body: [UInt8]) {
+        object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
+    }
+    func string(_ key: String) -> String? { object[key] as? String }
 }

@@ -60,7 +60,7 @@ struct TallyEndToEndTests {
         }
     }
 
-    static func makeRig() async throws -> Rig {
+    static func makeRig(mqttPort: Int? = nil) async throws -> Rig {
         let dir = try TemporaryDirectory()
         try Self.scenario.write(toFile: dir.file("scenario.toml"), atomically: true, encoding: .utf8)
         let simulator = try PeerProcess(
@@ -76,7 +76,11 @@ struct TallyEndToEndTests {
             name = "kiln1"
             [mqtt]
             host = "127.0.0.1"
-            port = \(try FreePort.allocate())
+            port = \(try mqttPort ?? FreePort.allocate())
+            reconnect_min = "50ms"
+            reconnect_max = "500ms"
+            [uplink]
+            batch_interval = "200ms"
             [profiles]
             dirs = []
             [shifts]
@@ -200,5 +204,67 @@ struct TallyEndToEndTests {
         let shiftOfTicket = try #require(ticket["shift"]?.stringValue)
         let receipts = reports.last { $0["shift"]?.stringValue == shiftOfTicket }?["receipts"]
         #expect(receipts == .array([.object(["material": "msw", "tickets": 1, "net_kg": "18000.000"])]))
+    }
+
+    @Test("tickets, reports and events reach a hub subscriber from the ledger: byte for byte, on their topics, shifts/last retained")
+    func ledgerToHub() async throws {
+        let brokerDir = try TemporaryDirectory()
+        let broker = try await MosquittoBroker.start(in: brokerDir)
+        defer { broker.stop() }
+        let hub = try await MosquittoSubscriber(in: brokerDir, name: "hub", port: broker.port, topic: "kilntally/plant-a/kiln1/#")
+        defer { hub.stop() }
+        try await hub.waitUntilSubscribed(broker: broker, topic: "kilntally/plant-a/kiln1/#")
+        let rig = try await Self.makeRig(mqttPort: broker.port)
+        var simulatorRunning = true
+        defer { if simulatorRunning { rig.simulator.stop() } }
+        let daemon = try rig.daemon("kilntallyd")
+        defer { daemon.stop() }
+        _ = try await hub.waitForMessages(count: 1, timeout: .seconds(60)) { $0.topic == "kilntally/plant-a/kiln1/tickets" && $0.payload.contains(#""status":"closed""#) }
+        _ = try await hub.waitForMessages(count: 2, timeout: .seconds(60)) { $0.topic.hasPrefix("kilntally/plant-a/kiln1/shifts/2") }
+        // The plant goes quiet: both devices stop answering, which the hub hears as events.
+        rig.simulator.stop()
+        simulatorRunning = false
+        let downs = try await hub.waitForMessages(count: 2, timeout: .seconds(30)) {
+            $0.topic == "kilntally/plant-a/kiln1/events" && $0.payload.contains(#""kind":"device_down""#)
+        }
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit() == 0, "\(daemon.log())")
+
+        // Every ticket and report in the ledger was published, unchanged, on its topic (at least once).
+        let published = hub.messages()
+        let records = try await rig.ledgerRecords()
+        for r in records where r.type == "ticket" || r.type == "report" {
+            let body = String(decoding: r.body, as: UTF8.self)
+            let topic: String
+            if r.type == "ticket" {
+                topic = "kilntally/plant-a/kiln1/tickets"
+            } else {
+                topic = "kilntally/plant-a/kiln1/shifts/" + (r.record["shift"]?.stringValue ?? "?")
+            }
+            #expect(published.contains { $0.topic == topic && $0.payload == body && !$0.retained },
+                    "\(r.type) \(r.record["id"] ?? .null) revision \(r.record["revision"] ?? .null) not published on \(topic)")
+        }
+        // Events carry the ledger's sequence number in a stable id, and say which device.
+        for m in downs {
+            let event = try #require(try JSONSerialization.jsonObject(with: Data(m.payload.utf8)) as? [String: Any])
+            let seq = try #require(event["seq"] as? Int)
+            #expect(event["schema"] as? String == "kilntally.event/1")
+            #expect(event["id"] as? String == "plant-a/kiln1/event-\(seq)")
+            #expect(records.contains { $0.type == "event" && $0.record["kind"] == "device_down" }, "events are in the ledger")
+            #expect(["wb", "belt"].contains(event["device"] as? String ?? ""))
+        }
+        // A subscriber arriving later gets the retained shifts/last: the report of the latest shift.
+        // (Reports are in the ledger in closing order; a revision of an older shift does not count.)
+        var latestStart = ""
+        var latestBody: [UInt8] = []
+        for r in records where r.type == "report" {
+            let start = r.record["start_utc"]?.stringValue ?? ""
+            if start >= latestStart { (latestStart, latestBody) = (start, r.body) }
+        }
+        let late = try await MosquittoSubscriber(in: brokerDir, name: "late", port: broker.port, topic: "kilntally/plant-a/kiln1/shifts/last")
+        defer { late.stop() }
+        let last = try await late.waitForMessages(count: 1, timeout: .seconds(10))
+        #expect(last.first?.retained == true)
+        #expect(last.first?.payload == String(decoding: latestBody, as: UTF8.self))
     }
 }
