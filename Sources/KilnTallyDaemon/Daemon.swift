@@ -125,6 +125,9 @@ public enum Daemon {
         // The ledger keeps the tally's records and every event; the uplink publishes both from it.
         let ledger = try await Ledger(directory: options.stateDirectory + "/ledger", clock: options.clock, logger: logger)
         let events = EventLog()
+        let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,
+                                       startedAt: options.clock.now())
+        let uplink = Uplink(config: configuration.uplink, store: store, ledger: ledger, info: info, clock: options.clock, logger: logger)
         // The tally runs when there is something to account; its checkpoint is loaded before any service.
         var tallyService: TallyService?
         if !configuration.streams.isEmpty || !configuration.weighbridges.isEmpty {
@@ -141,12 +144,9 @@ public enum Daemon {
                     logger.notice("tally: configuration \(configuration.contentHash) is new to the tally; it takes effect at the next shift boundary")
                 }
             }
-            tallyService = TallyService(store: store, ledger: ledger, events: events, setup: setup, restored: restored, checkpoint: checkpoint,
+            tallyService = TallyService(store: store, ledger: ledger, events: events, current: { uplink.updateCurrent($0) }, setup: setup, restored: restored, checkpoint: checkpoint,
                                         tickInterval: configuration.tally.tickInterval, clock: options.clock, logger: logger)
         }
-        let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,
-                                       startedAt: options.clock.now())
-        let uplink = Uplink(config: configuration.uplink, store: store, ledger: ledger, info: info, clock: options.clock, logger: logger)
 
         // Started in this order, stopped in reverse: polling stops first, then the tally writes its checkpoint, the
         // uplink says offline, the events queued are stored and the ledger closes, and the store commits what is left

@@ -96,6 +96,8 @@ struct TallyService: Service {
     let store: RingStore
     let ledger: Ledger
     let events: EventLog
+    /// Takes the running totals of the open shift (for the retained `shifts/current`).
+    let current: @Sendable ([UInt8]) -> Void
     let setup: TallyEngine.Setup
     /// The checkpoint as loaded before the services started (nil: a fresh tally).
     let restored: TallyEngine.State?
@@ -129,10 +131,11 @@ struct TallyService: Service {
         }
         logger.info("tally starts after reading \(engine.state.lastSequence)", metadata: ["checkpoint": "\(checkpoint.path)"])
         var lastSave = ContinuousClock.now
-        try await catchUp(&engine, &alreadyWritten, &lastSave)
+        var currentMark = CurrentMark()
+        try await catchUp(&engine, &alreadyWritten, &lastSave, &currentMark)
         for await _ in updates {
             do {
-                try await catchUp(&engine, &alreadyWritten, &lastSave)
+                try await catchUp(&engine, &alreadyWritten, &lastSave, &currentMark)
             } catch {
                 logger.error("tally: \(error); retrying with the next readings")
             }
@@ -147,7 +150,7 @@ struct TallyService: Service {
 
     /// Consumes every durable reading after the engine's position, writing records, then the checkpoint.
     private func catchUp(_ engine: inout TallyEngine, _ alreadyWritten: inout [[UInt8]],
-                         _ lastSave: inout ContinuousClock.Instant) async throws {
+                         _ lastSave: inout ContinuousClock.Instant, _ currentMark: inout CurrentMark) async throws {
         while true {
             let batch = try await store.read(after: engine.state.lastSequence, limit: 2_000)
             if let gap = batch.gap {
@@ -173,11 +176,29 @@ struct TallyService: Service {
                     }
                 }
             }
+            publishCurrent(engine, &currentMark)
             if wrote || ContinuousClock.now - lastSave >= Self.checkpointInterval {
                 try await checkpoint.save(engine.state)
                 lastSave = ContinuousClock.now
             }
         }
+    }
+
+    /// Gives the running totals of the open shift at most every `currentInterval`, and at once when the shift changed.
+    private func publishCurrent(_ engine: TallyEngine, _ mark: inout CurrentMark) {
+        let now = ContinuousClock.now
+        let shift = engine.state.nextToClose?.id
+        guard mark.shift != shift || mark.at.map({ now - $0 >= Self.currentInterval }) ?? true else { return }
+        mark = CurrentMark(shift: shift, at: now)
+        guard let record = engine.currentShift(), let bytes = try? CanonicalJSON.serialize(.object(record)) else { return }
+        current(bytes)
+    }
+
+    static let currentInterval: Duration = .seconds(5)
+    /// When the running totals were last given, and for which shift.
+    struct CurrentMark {
+        var shift: ShiftID?
+        var at: ContinuousClock.Instant?
     }
 
     /// The ledger's chained records after the one whose hash is the checkpoint's chain head (all of them when the

@@ -260,6 +260,11 @@ public struct StreamTally: Sendable, Hashable, Codable {
         }
     }
 
+    /// The figures so far of a shift not yet closed (nil when nothing was credited to it yet).
+    public func openFigures(shiftStart: UTCInstant) -> StreamShiftFigures? {
+        open.first { $0.start == shiftStart.nanosecondsSinceEpoch }?.figures
+    }
+
     /// Closes `shift`: its figures leave the open set (later contributions become amendments). A totalizer with no
     /// good reading after the shift's end yet leaves the end value an estimate (the last good value): flag B.
     public mutating func close(_ shift: Shift) -> StreamShiftFigures {

@@ -259,6 +259,21 @@ public struct TallyEngine: Sendable {
         return out
     }
 
+    /// The running totals of the shift in progress (the one the latest input falls in): per stream the mass fed
+    /// so far, its coverage of the time elapsed and its flag; receipts per material. Not a ledger record — the
+    /// figures change until the shift closes — so it carries no hash. Nil before the first input.
+    public func currentShift() -> [String: JSONValue]? {
+        guard let latest = state.latest, state.nextEnd != nil else { return nil }
+        let shift = timeline.shift(containing: latest)
+        let plan = era(at: shift.start).setup.plan
+        var figures: [String: StreamShiftFigures] = [:]
+        for slot in state.streams where slot.covers(shift.start) {
+            figures[slot.name] = slot.tally.openFigures(shiftStart: shift.start) ?? StreamShiftFigures(shift: shift.id)
+        }
+        let receipts = state.receipts[shift.start.nanosecondsSinceEpoch] ?? []
+        return TallyRecords.current(shift: shift, asOf: latest, plan: plan, streams: figures, receipts: receipts)
+    }
+
     // MARK: configuration changes
 
     /// Stages `new` for the end of the shift in progress (or applies it at once before the first input).

@@ -6,6 +6,7 @@ import KilnTallyCore
 public enum TallyRecords {
     public static let ticketSchema = "kilntally.ticket/1"
     public static let reportSchema = "kilntally.shift-report/1"
+    public static let currentSchema = "kilntally.shift-current/1"
 
     /// A fixed-point decimal with `decimals` places, rounded half away from zero.
     static func decimal(_ x: Double, _ decimals: Int) -> JSONValue {
@@ -133,14 +134,7 @@ extension TallyRecords {
             }
             streams.append(.object(o))
         }
-        var receivedByMaterial: [String: (count: Int64, net: Mass)] = [:]
-        for receipt in r.receipts where receipt.counts {
-            receivedByMaterial[receipt.material, default: (0, .zero)].count += 1
-            receivedByMaterial[receipt.material, default: (0, .zero)].net += receipt.net
-        }
-        let receipts: [JSONValue] = receivedByMaterial.keys.sorted().map { m in
-            .object(["material": .string(m), "tickets": .integer(receivedByMaterial[m]!.count), "net_kg": kg(receivedByMaterial[m]!.net)])
-        }
+        let receipts = receiptsByMaterial(r.receipts)
         let balance: [JSONValue] = Self.balance(r).map { b in
             var o: [String: JSONValue] = ["material": .string(b.material), "received_kg": kg(b.received), "fed_kg": kg(b.fed),
                                           "imbalance_kg": kg(b.imbalance), "exceeded": .bool(b.exceeded)]
@@ -160,6 +154,45 @@ extension TallyRecords {
             "closed_at": .string(r.closedAt.rfc3339), "config_hash": .string(setup.configHash),
             "streams": .array(streams), "receipts": .array(receipts), "balance": .array(balance),
             "flag": .string(DataFlag.worst(flags).rawValue),
+        ]
+    }
+}
+
+extension TallyRecords {
+    /// Receipts per material (tickets that count), in material order.
+    static func receiptsByMaterial(_ receipts: [TallyEngine.Receipt]) -> [JSONValue] {
+        var byMaterial: [String: (count: Int64, net: Mass)] = [:]
+        for receipt in receipts where receipt.counts {
+            byMaterial[receipt.material, default: (0, .zero)].count += 1
+            byMaterial[receipt.material, default: (0, .zero)].net += receipt.net
+        }
+        return byMaterial.keys.sorted().map { m in
+            .object(["material": .string(m), "tickets": .integer(byMaterial[m]!.count), "net_kg": kg(byMaterial[m]!.net)])
+        }
+    }
+
+    /// The running totals of an open shift (`kilntally.shift-current/1`): coverage is of the time elapsed so far.
+    static func current(shift: Shift, asOf: UTCInstant, plan: TallyEngine.ReportPlan, streams: [String: StreamShiftFigures],
+                        receipts: [TallyEngine.Receipt]) -> [String: JSONValue] {
+        let elapsed = max(1, min(asOf.nanosecondsSinceEpoch, shift.end.nanosecondsSinceEpoch) - shift.start.nanosecondsSinceEpoch)
+        let rendered: [JSONValue] = plan.streams.map { s in
+            let f = streams[s.config.name] ?? StreamShiftFigures(shift: shift.id)
+            let coveredNanos = Double(f.covered.components.seconds) * 1e9 + Double(f.covered.components.attoseconds) * 1e-9
+            return .object([
+                "name": .string(s.config.name), "material": .string(s.config.material),
+                "feed_point": .string(s.config.feedPoint.rawValue), "fed_kg": kg(f.fed),
+                "coverage_pct": decimal(min(coveredNanos / Double(elapsed) * 100, 100), 2),
+                "flag": .string(DataFlag.worst(f.conditions).rawValue),
+            ])
+        }
+        return [
+            "schema": .string(currentSchema), "id": .string("\(plan.site)/\(plan.node)/\(shift.id)"),
+            "site": .string(plan.site), "node": .string(plan.node), "shift": .string(shift.id.description),
+            "crew": shift.crew.map { .string($0) } ?? .null,
+            "start_local": .string(shift.localStart), "end_local": .string(shift.localEnd),
+            "start_utc": .string(shift.start.rfc3339), "end_utc": .string(shift.end.rfc3339),
+            "as_of": .string(asOf.rfc3339), "config_hash": .string(plan.configHash),
+            "streams": .array(rendered), "receipts": .array(receiptsByMaterial(receipts)),
         ]
     }
 }

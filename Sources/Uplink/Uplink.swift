@@ -3,6 +3,7 @@ import KilnTallyCore
 import Logging
 import MQTTKit
 import RingStore
+import Synchronization
 
 /// Publishes to the hub: the retained status (birth on every connect, will when the connection dies, `offline`
 /// at clean shutdown), the stored readings, and the ledger's records (tickets, shift reports, events) —
@@ -23,6 +24,10 @@ public final class Uplink: Sendable {
     private let clock: any WallClock
     private let logger: Logger
     public let topics: TopicTree
+    /// The latest running totals of the open shift for the retained `shifts/current`, and how many were given.
+    private let current = Mutex<(payload: [UInt8]?, version: UInt64)>((nil, 0))
+    private let currentSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) =
+        AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     public init(config: UplinkConfig, store: RingStore, ledger: Ledger? = nil, info: Payloads.StatusInfo, clock: any WallClock,
                 logger: Logger) {
@@ -50,6 +55,7 @@ public final class Uplink: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.publishReadings(client) }
             if let ledger = self.ledger { group.addTask { await self.publishRecords(client, ledger) } }
+            group.addTask { await self.publishCurrent(client) }
             for await event in client.events {
                 if Task.isCancelled { break }
                 if case .connected = event {
@@ -170,6 +176,28 @@ public final class Uplink: Sendable {
                 do { try await Task.sleep(for: retry) } catch { return false }
                 retry = min(retry * 2, .seconds(60))
             }
+        }
+    }
+
+    // MARK: shifts/current
+
+    /// Replaces the running totals of the open shift (`kilntally.shift-current/1`); the latest is published,
+    /// retained, as soon as the broker can take it (older ones not yet sent are skipped).
+    public func updateCurrent(_ payload: [UInt8]) {
+        current.withLock { $0 = (payload, $0.version + 1) }
+        currentSignal.continuation.yield()
+    }
+
+    private func publishCurrent(_ client: MQTTClient) async {
+        var sent: UInt64 = 0
+        for await _ in currentSignal.stream {
+            let (payload, version) = current.withLock { $0 }
+            guard let payload, version != sent else { continue }
+            let message = MQTTMessage(topic: topics.shiftsCurrent, payload: payload, qos: .atLeastOnce, retain: true)
+            guard await deliver(message, client, what: "shifts/current") else { return }
+            sent = version
+            // A newer one may have come while this one was on its way.
+            if current.withLock({ $0.version }) != sent { currentSignal.continuation.yield() }
         }
     }
 

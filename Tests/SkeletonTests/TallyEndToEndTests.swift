@@ -261,6 +261,13 @@ struct TallyEndToEndTests {
             let start = r.record["start_utc"]?.stringValue ?? ""
             if start >= latestStart { (latestStart, latestBody) = (start, r.body) }
         }
+        // The running totals of the open shift were published retained, as the tally went.
+        let currents = published.filter { $0.topic == "kilntally/plant-a/kiln1/shifts/current" }
+        #expect(!currents.isEmpty)
+        if let c = currents.last, let o = try JSONSerialization.jsonObject(with: Data(c.payload.utf8)) as? [String: Any] {
+            #expect(o["schema"] as? String == "kilntally.shift-current/1")
+            #expect((o["streams"] as? [[String: Any]])?.first?["name"] as? String == "msw")
+        }
         let late = try await MosquittoSubscriber(in: brokerDir, name: "late", port: broker.port, topic: "kilntally/plant-a/kiln1/shifts/last")
         defer { late.stop() }
         let last = try await late.waitForMessages(count: 1, timeout: .seconds(10))

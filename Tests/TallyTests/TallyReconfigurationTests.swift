@@ -263,4 +263,26 @@ struct TallyReconfigurationTests {
         #expect(closed.map { $0["material"] } == ["msw", "msw"])
         #expect(engine.state.weighbridges["wb1"]?.config.defaultMaterial == "sludge")
     }
+
+    @Test("the running totals of the open shift: fed so far, coverage of the time elapsed, the receipts; none before the first input")
+    func currentShift() throws {
+        let one = Self.setup("h1", streams: [Self.stream("msw", device: "belt1")])
+        var engine = TallyEngine(setup: one)
+        #expect(engine.currentShift() == nil)
+        // 08:00 to 12:00 at 12 t/h, in shift B.
+        let all = Self.inputs(from: 8 * 3600, to: 16 * 3600 + 600, until: 16 * 3600 + 600, configs: [])
+        let noon = UTCInstant(secondsSinceEpoch: Self.midnight + 12 * 3600)
+        for input in all where input.time <= noon { _ = engine.consume(input) }
+        let current = try #require(engine.currentShift())
+        #expect(current["schema"] == "kilntally.shift-current/1")
+        #expect(current["shift"] == "2026-11-23/B" && current["id"] == "plant-a/kiln2/2026-11-23/B")
+        #expect(current["as_of"] == "2026-11-23T04:00:00.000Z")
+        let msw = try #require(current["streams"]?.arrayValue?.first?.objectValue)
+        #expect(msw["fed_kg"] == "48000.000")
+        #expect(msw["coverage_pct"] == "100.00")
+        #expect(current["receipts"] == .array([]))
+        // The shift still closes as usual, with the whole shift in its report.
+        let outputs = all.filter { $0.time > noon }.flatMap { engine.consume($0) }
+        #expect(try Self.reports(outputs).first.map { Self.streams($0)["msw"]?["fed_kg"] } == "96000.000")
+    }
 }
