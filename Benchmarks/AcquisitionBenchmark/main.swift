@@ -7,6 +7,8 @@
 //   swift run -c release acquisition-benchmark cadence [--seconds S]   # (d) healthy cadence with/without a dead neighbour
 //   swift run -c release acquisition-benchmark decode N   # (c) decode N readings (for Benchmarks/callgrind.sh)
 //   swift run -c release acquisition-benchmark tally N    # N inputs through the tally engine (Benchmarks/callgrind.sh tally)
+//   swift run -c release acquisition-benchmark replay [N] [--batch B] [--rate R]
+//                                                         # issue 6: store → loopback mosquitto replay vs mosquitto_pub
 //
 // cycle and cadence run the real BusPoller/ModbusClient over a socat pty pair to the simulator's RTU server with
 // line-speed emulation (deploy/setup.sh installs socat and the venv the harness uses).
@@ -17,6 +19,9 @@ var mode = "all"
 var decodeCount = 100_000
 var cadenceSeconds = 60.0
 var cycles = 100
+var replayCount = 500_000
+var replayBatch = 500
+var replayRate = 0
 while let a = args.popFirst() {
     switch a {
     case "planner", "cycle", "cadence", "all": mode = a
@@ -26,6 +31,14 @@ while let a = args.popFirst() {
             decodeCount = n
             args.removeFirst()
         }
+    case "replay":
+        mode = a
+        if let n = args.first.flatMap({ Int($0) }) {
+            replayCount = n
+            args.removeFirst()
+        }
+    case "--batch": replayBatch = Int(args.popFirst()!)!
+    case "--rate": replayRate = Int(args.popFirst()!)!
     case "--seconds": cadenceSeconds = Double(args.popFirst()!)!
     case "--cycles": cycles = Int(args.popFirst()!)!
     default: fatalError("unknown argument \(a) (modes: planner, cycle, cadence, decode N; options --seconds S, --cycles N)")
@@ -43,6 +56,8 @@ case "decode":
     DecodeBenchmark.run(readings: decodeCount)
 case "tally":
     try TallyBenchmark.run(readings: decodeCount)
+case "replay":
+    try await ReplayBenchmark.run(readings: replayCount, batchSize: replayBatch, replayRate: replayRate)
 default:
     PlannerBenchmark.run()
     try await CycleBenchmark.run(cycles: cycles)

@@ -113,7 +113,12 @@ public final class Uplink: Sendable {
         }
     }
 
-    /// Store-and-forward: publish everything after the durable cursor, oldest first, in batches.
+    /// Store-and-forward: publish everything after the durable cursor, oldest first, in batches; the cursor
+    /// advances to a batch's last sequence number once the broker acknowledged it. A backlog (after an outage or a
+    /// restart: more than `backlogThreshold` readings behind) is replayed at most at `replayRate` while a live lane
+    /// publishes the readings that arrive meanwhile, so they reach the hub promptly; the cursor passes the live
+    /// lane's range only when the backlog before it is done (after a restart mid-replay that range is sent again:
+    /// at least once, same sequence numbers).
     private func publishReadings(_ client: MQTTClient) async {
         var acked: UInt64
         do {
@@ -126,37 +131,127 @@ public final class Uplink: Sendable {
         for await last in updates {
             if Task.isCancelled { return }
             guard last > acked else { continue }
+            if last - acked > backlogThreshold {
+                guard let done = await replay(client, after: acked, through: last) else { return }
+                acked = done
+                continue
+            }
             // Let a batch gather, unless a full one is already waiting.
             if last - acked < UInt64(config.batchSize) {
                 do { try await Task.sleep(for: config.batchInterval) } catch { return }
             }
-            while !Task.isCancelled {
-                let batch: [(seq: UInt64, reading: Reading)]
-                do {
-                    let result = try await store.read(after: acked, limit: config.batchSize, filter: nil)
-                    if let gap = result.gap {
-                        // Dropped by the store's byte bound (a long outage) or lost to damage: the hub will see the
-                        // sequence numbers jump; say so here too. (Issue 6 publishes it on /events.)
-                        logger.warning("readings \(gap.lowerBound)...\(gap.upperBound) are no longer in the store and will not be published")
-                    }
-                    batch = result.readings
-                } catch {
-                    logger.error("uplink cannot read the store: \(error)")
-                    break
+            guard let caughtUp = await publishBatches(client, after: acked, through: nil, lane: "live") else { return }
+            acked = caughtUp
+        }
+    }
+
+    /// Readings behind the newest beyond which they are a backlog, replayed at the capped rate.
+    var backlogThreshold: UInt64 { UInt64(max(config.batchSize * 4, 1_000)) }
+
+    /// Publishes batches after `seq` (up to `end` when given, else until caught up), saving the cursor after each
+    /// acknowledged batch when `saveCursor`; paced at `rate` readings per second when given. Returns the last
+    /// sequence number acknowledged, or nil when the uplink is shutting down.
+    private func publishBatches(_ client: MQTTClient, after seq: UInt64, through end: UInt64?, lane: String,
+                                rate: Int? = nil, saveCursor: Bool = true) async -> UInt64? {
+        var acked = seq
+        let started = ContinuousClock.now
+        var lastSave = started
+        var sent = 0
+        var saved = seq
+        // Whatever way this returns, the last acknowledged position is saved first.
+        func finish(_ result: UInt64?) async -> UInt64? {
+            if saveCursor && acked > saved { await saveReadingsCursor(acked) }
+            return result
+        }
+        while !Task.isCancelled {
+            let limit = end.map { Int(min(UInt64(config.batchSize), $0 - acked)) } ?? config.batchSize
+            guard limit > 0 else { return await finish(acked) }
+            let result: RingStore.ReadResult
+            do {
+                result = try await store.read(after: acked, limit: limit, filter: nil)
+            } catch {
+                logger.error("uplink cannot read the store: \(error)")
+                return await finish(acked)
+            }
+            if let gap = result.gap {
+                // Dropped by the store's byte bound (a long outage) or lost to damage: the hub sees the sequence
+                // numbers jump, and the store's own event says how many.
+                logger.warning("readings \(gap.lowerBound)...\(gap.upperBound) are no longer in the store and will not be published")
+            }
+            var batch = result.readings
+            if let end { batch.removeAll { $0.seq > end } }
+            guard let lastSeq = batch.last?.seq else { return await finish(end.map { max(acked, min($0, result.gap?.upperBound ?? acked)) } ?? acked) }
+            let message = MQTTMessage(topic: topics.readings, payload: Payloads.readings(batch, identity: config.identity),
+                                      qos: config.readingsQoS, retain: false)
+            guard await deliver(message, client, what: "readings \(batch.first!.seq)...\(lastSeq)") else { return await finish(nil) }
+            acked = lastSeq
+            // The cursor file is replaced atomically (two fsyncs): at most every `cursorInterval`, and when caught
+            // up. A crash in between re-sends at most that much (at least once, same sequence numbers), never loses.
+            if saveCursor, ContinuousClock.now - lastSave >= Self.cursorInterval {
+                await saveReadingsCursor(acked)
+                (saved, lastSave) = (acked, .now)
+            }
+            logger.trace("published readings", metadata: ["lane": "\(lane)", "first_seq": "\(batch.first!.seq)", "last_seq": "\(lastSeq)"])
+            sent += batch.count
+            if let rate, rate > 0 {
+                let due = started + .nanoseconds(Int64(Double(sent) / Double(rate) * 1e9))
+                if due > .now {
+                    do { try await Task.sleep(until: due) } catch { return await finish(nil) }
                 }
-                guard let lastSeq = batch.last?.seq else { break }
-                let message = MQTTMessage(topic: topics.readings, payload: Payloads.readings(batch, identity: config.identity),
-                                          qos: config.readingsQoS, retain: false)
-                guard await deliver(message, client, what: "readings \(batch.first!.seq)...\(lastSeq)") else { return }
-                acked = lastSeq
-                do {
-                    try await store.setCursor(Self.readingsCursor, to: acked)
-                } catch {
-                    logger.error("uplink cursor not saved (readings may be sent again after a restart): \(error)")
-                }
-                logger.debug("published readings", metadata: ["first_seq": "\(batch.first!.seq)", "last_seq": "\(lastSeq)"])
             }
         }
+        return await finish(nil)
+    }
+
+    /// How often the readings cursor is saved while batches are acknowledged.
+    static let cursorInterval: Duration = .seconds(1)
+
+    private func saveReadingsCursor(_ seq: UInt64) async {
+        do {
+            try await store.setCursor(Self.readingsCursor, to: seq)
+        } catch {
+            logger.error("uplink cursor not saved (readings may be sent again after a restart): \(error)")
+        }
+    }
+
+    /// Replays (seq, end] at the capped rate while a live lane publishes what arrives after `end`. Returns the new
+    /// cursor (end, or the live lane's last acknowledged number), or nil when shutting down.
+    private func replay(_ client: MQTTClient, after seq: UInt64, through end: UInt64) async -> UInt64? {
+        logger.notice("uplink: replaying a backlog of \(end - seq) readings (\(seq + 1)...\(end)) at most \(config.replayRate)/s while new readings go out live")
+        let started = ContinuousClock.now
+        return await withTaskGroup(of: UInt64?.self) { group in
+            group.addTask { await self.liveLane(client, after: end) }
+            let backlog = await publishBatches(client, after: seq, through: end, lane: "replay",
+                                               rate: config.replayRate > 0 ? config.replayRate : nil)
+            group.cancelAll()
+            let live = await group.next() ?? nil
+            guard let backlog else { return nil }
+            let acked = max(backlog, live ?? end)
+            if backlog >= end {
+                logger.notice("uplink: backlog replayed in \(ContinuousClock.now - started)")
+                await saveReadingsCursor(acked)
+                return acked
+            }
+            return backlog
+        }
+    }
+
+    /// Publishes readings after `end` as they arrive, until cancelled; returns the last one acknowledged (its
+    /// acknowledgements are contiguous from `end`). Does not save the cursor: the backlog before it is not done.
+    private func liveLane(_ client: MQTTClient, after end: UInt64) async -> UInt64? {
+        var acked = end
+        let updates = await store.updates()
+        for await last in updates {
+            if Task.isCancelled { break }
+            guard last > acked else { continue }
+            if last - acked < UInt64(config.batchSize) {
+                do { try await Task.sleep(for: config.batchInterval) } catch { break }
+            }
+            // Cancellation (the backlog is done) ends a publish in progress; its readings go out again with the next.
+            guard let done = await publishBatches(client, after: acked, through: nil, lane: "live", saveCursor: false) else { break }
+            acked = done
+        }
+        return acked
     }
 
     /// Publishes `message` until the broker takes it. False when the uplink is shutting down (nothing more should be

@@ -18,6 +18,19 @@ public struct UplinkConfig: Sendable {
     public var readingsQoS: MQTTQoS
     public var batchSize: Int
     public var batchInterval: Duration
+    /// Readings per second at most while a backlog is replayed (0: no cap).
+    public var replayRate: Int = 10_000
+
+    public init(identity: NodeIdentity, topicPrefix: String, mqtt: MQTTConfiguration, readingsQoS: MQTTQoS, batchSize: Int,
+                batchInterval: Duration, replayRate: Int = 10_000) {
+        self.identity = identity
+        self.topicPrefix = topicPrefix
+        self.mqtt = mqtt
+        self.readingsQoS = readingsQoS
+        self.batchSize = batchSize
+        self.batchInterval = batchInterval
+        self.replayRate = replayRate
+    }
 }
 
 extension UplinkConfig {
@@ -51,6 +64,7 @@ extension UplinkConfig {
             ConfigKey("uplink", .table(ConfigTable([
                 ConfigKey("batch_size", .integer(min: 1, max: 10000), default: .integer(200), doc: "Readings per `readings` message, at most."),
                 ConfigKey("batch_interval", .duration, default: .string("1s"), doc: "How long readings gather before a `readings` message goes out."),
+                ConfigKey("replay_rate", .integer(min: 0, max: 10_000_000), default: .integer(10_000), doc: "After an outage or a restart, the backlog of readings is replayed oldest first at most this many readings per second (0: no cap), protecting the hub; readings that arrive meanwhile go out at once."),
             ])), doc: "How readings are batched for the hub."),
         ]
     }
@@ -87,7 +101,8 @@ extension UplinkConfig {
             identity: NodeIdentity(site: site, node: name), topicPrefix: prefix, mqtt: c,
             readingsQoS: mqtt.int("readings_qos") == 0 ? .atMostOnce : .atLeastOnce,
             batchSize: Int(uplink?.int("batch_size") ?? 200),
-            batchInterval: uplink?.duration("batch_interval") ?? .seconds(1))
+            batchInterval: uplink?.duration("batch_interval") ?? .seconds(1),
+            replayRate: Int(uplink?.int("replay_rate") ?? 10_000))
     }
 }
 
