@@ -102,6 +102,8 @@ let package = Package(
         .executableTarget(name: "RingStoreCrashWriter", dependencies: ["RingStore", "TestSupport",
                                                                        .product(name: "Logging", package: "swift-log")],
                           path: "Tests/RingStoreCrashWriter"),
+        // The MQTT contract: schemas/ and asyncapi/ against the payloads the code makes (Tests/peers/schema_check.py).
+        .testTarget(name: "ContractTests", dependencies: ["Uplink", "Tally", "KilnTallyCore", "TestSupport"]),
         .testTarget(name: "SkeletonTests", dependencies: [
             "KilnTallyCore", "KilnTallyDaemon", "MQTTKit", "Simulator", "TestSupport", "RingStore", "Tally", "Uplink",
             .product(name: "Logging", package: "swift-log"),
