@@ -456,7 +456,8 @@ public struct TallyEngine: Sendable {
                 report.receipts.removeAll { $0.ticket == t.id }
                 report.receipts.append(receipt)
                 state.reports[key] = report
-                return seal(ticket: t, shift: shift.id) + revise(key, at: closedAt)
+                // The revision is made now (a correction, or a late closing), not when the ticket closed.
+                return seal(ticket: t, shift: shift.id) + revise(key, at: max(closedAt, state.latest ?? closedAt))
             }
             state.receipts[key, default: []].removeAll { $0.ticket == t.id }
             state.receipts[key, default: []].append(receipt)

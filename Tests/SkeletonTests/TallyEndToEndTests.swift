@@ -268,10 +268,25 @@ struct TallyEndToEndTests {
             #expect(o["schema"] as? String == "kilntally.shift-current/1")
             #expect((o["streams"] as? [[String: Any]])?.first?["name"] as? String == "msw")
         }
-        let late = try await MosquittoSubscriber(in: brokerDir, name: "late", port: broker.port, topic: "kilntally/plant-a/kiln1/shifts/last")
+        let late = try await MosquittoSubscriber(in: brokerDir, name: "late", port: broker.port, topic: "kilntally/plant-a/kiln1/#")
         defer { late.stop() }
-        let last = try await late.waitForMessages(count: 1, timeout: .seconds(10))
-        #expect(last.first?.retained == true)
-        #expect(last.first?.payload == String(decoding: latestBody, as: UTF8.self))
+        let retained = try await late.waitForMessages(count: 3, timeout: .seconds(10))
+        #expect(retained.allSatisfy { $0.retained })
+        #expect(retained.first { $0.topic.hasSuffix("/shifts/last") }?.payload == String(decoding: latestBody, as: UTF8.self))
+        #expect(retained.first { $0.topic.hasSuffix("/status") }?.payload.contains(#""state":"offline""#) == true)
+
+        // The contract (schemas/, asyncapi/): every message the hub got is valid against its schema, every channel of
+        // the AsyncAPI document was used, and exactly the channels it marks retained came back retained.
+        let all = published + retained
+        let verdicts = try await SchemaCheck.validate(all.map { ("auto", Array($0.payload.utf8)) })
+        for (m, verdict) in zip(all, verdicts) where verdict != "ok" {
+            Issue.record("\(m.topic): \(verdict)\n\(m.payload.prefix(300))")
+        }
+        let channels = try await SchemaCheck.channels()
+        let used = Set(try await SchemaCheck.channelAddresses(of: all.map(\.topic)))
+        #expect(!used.contains("unmatched") && !used.contains("ambiguous"), "\(used)")
+        #expect(Set(channels.map(\.address)).subtracting(used).isEmpty, "channels never published: \(Set(channels.map(\.address)).subtracting(used))")
+        let retainedChannels = Set(try await SchemaCheck.channelAddresses(of: retained.map(\.topic)))
+        #expect(retainedChannels == Set(channels.filter(\.retain).map(\.address)), "\(retainedChannels)")
     }
 }
