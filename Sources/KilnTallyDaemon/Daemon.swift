@@ -89,9 +89,13 @@ public enum Daemon {
     public struct Options: Sendable {
         public var stateDirectory: String
         public var clock: any WallClock
-        public init(stateDirectory: String = DefaultPaths.stateDirectory, clock: any WallClock = SystemClock()) {
+        /// The control socket the online CLI commands use.
+        public var socketPath: String
+        public init(stateDirectory: String = DefaultPaths.stateDirectory, clock: any WallClock = SystemClock(),
+                    socketPath: String = DefaultPaths.socket) {
             self.stateDirectory = stateDirectory
             self.clock = clock
+            self.socketPath = socketPath
         }
     }
 
@@ -166,6 +170,17 @@ public enum Daemon {
         groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
         groupConfiguration.maximumCancellationDuration = .seconds(3)
         let group = ServiceGroup(configuration: groupConfiguration)
+        // The control socket: without it the daemon still runs (the online CLI commands say it is unreachable).
+        var control: ControlServer?
+        do {
+            control = try ControlServer(path: options.socketPath, logger: logger) { op, request throws(ControlError) in
+                try await handle(op, request, uplink: uplink)
+            }
+            logger.info("control socket listening", metadata: ["socket": "\(options.socketPath)"])
+        } catch {
+            logger.error("no control socket (online commands such as `kilntally uplink resend` will not reach this daemon): \(error)")
+        }
+        defer { control?.stop() }
         do {
             try await group.run()
         } catch {
@@ -173,5 +188,33 @@ public enum Daemon {
             throw error
         }
         logger.info("kilntallyd stopped")
+    }
+
+    /// The control socket's requests.
+    static func handle(_ op: String, _ request: [String: any Sendable], uplink: Uplink) async throws(ControlError) -> [String: any Sendable] {
+        switch op {
+        case "ping":
+            return ["version": KilnTallyVersion.current]
+        case "uplink.resend":
+            do {
+                if let from = request["from_seq"] as? Int64 {
+                    guard from >= 1 else { throw ControlError("from_seq must be at least 1") }
+                    let range = try await uplink.resend(readingsFrom: UInt64(from))
+                    return ["readings_from": Int64(range.lowerBound), "readings_through": Int64(range.upperBound)]
+                }
+                if let shift = request["shift"] as? String {
+                    return ["shift": shift, "records": try await uplink.resend(shift: shift)]
+                }
+            } catch let error as UplinkError {
+                throw ControlError(error.description)
+            } catch let error as ControlError {
+                throw error
+            } catch {
+                throw ControlError("\(error)")
+            }
+            throw ControlError("uplink.resend needs from_seq or shift")
+        default:
+            throw ControlError("unknown op \(op)")
+        }
     }
 }

@@ -24,6 +24,14 @@ public final class Uplink: Sendable {
     private let clock: any WallClock
     private let logger: Logger
     public let topics: TopicTree
+    /// Re-publication jobs asked for by the hub through a technician (`kilntally uplink resend`).
+    private let resends: (stream: AsyncStream<ResendJob>, continuation: AsyncStream<ResendJob>.Continuation) = AsyncStream.makeStream()
+
+    enum ResendJob: Sendable {
+        case readings(from: UInt64, through: UInt64)
+        case records([LedgerRecord])
+    }
+
     /// The latest running totals of the open shift for the retained `shifts/current`, and how many were given.
     private let current = Mutex<(payload: [UInt8]?, version: UInt64)>((nil, 0))
     private let currentSignal: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) =
@@ -56,6 +64,7 @@ public final class Uplink: Sendable {
             group.addTask { await self.publishReadings(client) }
             if let ledger = self.ledger { group.addTask { await self.publishRecords(client, ledger) } }
             group.addTask { await self.publishCurrent(client) }
+            group.addTask { await self.runResends(client) }
             for await event in client.events {
                 if Task.isCancelled { break }
                 if case .connected = event {
@@ -274,6 +283,70 @@ public final class Uplink: Sendable {
         }
     }
 
+    // MARK: resend on request
+
+    /// Publishes again the readings from `seq` through the last one the broker acknowledged (at most at
+    /// `replayRate`, beside the normal publishing, which it does not disturb; the cursor does not move). Returns the
+    /// range queued. Readings no longer in the store cannot be sent: the range starts at the oldest one kept.
+    public func resend(readingsFrom seq: UInt64) async throws(UplinkError) -> ClosedRange<UInt64> {
+        let acked: UInt64
+        let first: UInt64?
+        do {
+            acked = try await store.cursor(Self.readingsCursor)
+            first = await store.firstSequence
+        } catch {
+            throw UplinkError("the store cannot be read: \(error)")
+        }
+        let from = max(seq, first ?? seq, 1)
+        guard from <= acked else {
+            throw UplinkError("nothing the broker acknowledged from reading \(seq) on (the uplink has acknowledged up to \(acked)\(first.map { ", the store keeps \($0) on" } ?? ""))")
+        }
+        resends.continuation.yield(.readings(from: from, through: acked))
+        return from...acked
+    }
+
+    /// Publishes again every revision of the shift report `shift` (`YYYY-MM-DD/NAME`) and every ticket revision of
+    /// that shift still in the ledger, on their usual topics (not `shifts/last`). Returns how many records.
+    public func resend(shift: String) async throws(UplinkError) -> Int {
+        guard let ledger else { throw UplinkError("this node has no ledger") }
+        var found: [LedgerRecord] = []
+        var seq: UInt64 = 0
+        do {
+            while true {
+                let records = try await ledger.read(after: seq, limit: 1_000)
+                guard let last = records.last else { break }
+                seq = last.sequence
+                for r in records where (r.type == "report" || r.type == "ticket") && RecordFields(r.body).string("shift") == shift {
+                    found.append(r)
+                }
+            }
+        } catch {
+            throw UplinkError("the ledger cannot be read: \(error)")
+        }
+        guard !found.isEmpty else { throw UplinkError("no report or ticket of shift \(shift) is in the ledger") }
+        resends.continuation.yield(.records(found))
+        return found.count
+    }
+
+    private func runResends(_ client: MQTTClient) async {
+        for await job in resends.stream {
+            switch job {
+            case .readings(let from, let through):
+                logger.notice("uplink: re-publishing readings \(from)...\(through) on request")
+                guard await publishBatches(client, after: from - 1, through: through, lane: "resend",
+                                           rate: config.replayRate > 0 ? config.replayRate : nil, saveCursor: false) != nil else { return }
+            case .records(let records):
+                logger.notice("uplink: re-publishing \(records.count) ledger record(s) on request")
+                var noLast: String? = "~"  // above every start time: a resend never replaces shifts/last
+                for r in records {
+                    for message in messages(for: r, lastShiftStart: &noLast) {
+                        guard await deliver(message, client, what: "ledger record \(r.sequence) (resend)") else { return }
+                    }
+                }
+            }
+        }
+    }
+
     // MARK: shifts/current
 
     /// Replaces the running totals of the open shift (`kilntally.shift-current/1`); the latest is published,
@@ -386,4 +459,10 @@ struct RecordFields {
         object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:]
     }
     func string(_ key: String) -> String? { object[key] as? String }
+}
+
+/// Why the uplink cannot do what was asked.
+public struct UplinkError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

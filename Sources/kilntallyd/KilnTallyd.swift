@@ -19,6 +19,9 @@ struct KilnTallyd: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: "State directory (readings/, ledger/, tally/).")
     var stateDir: String = DefaultPaths.stateDirectory
 
+    @Option(help: "Control socket for the online CLI commands.")
+    var socket: String = DefaultPaths.socket
+
     @Option(name: .customLong("log-level"), help: "Overrides [log] level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
@@ -40,7 +43,7 @@ struct KilnTallyd: AsyncParsableCommand {
         }
         let logger = Logger(label: "kilntallyd")
         do {
-            try await Daemon.run(configuration: configuration, options: .init(stateDirectory: stateDir), logger: logger)
+            try await Daemon.run(configuration: configuration, options: .init(stateDirectory: stateDir, socketPath: socket), logger: logger)
         } catch {
             logger.critical("kilntallyd failed: \(error)")
             throw ExitCode.failure

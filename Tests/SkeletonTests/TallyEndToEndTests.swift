@@ -35,10 +35,19 @@ struct TallyEndToEndTests {
         let simulator: PeerProcess
         let configPath: String
         let stateDir: String
+        var socket: String { dir.file("kilntally.sock") }
+
+        /// Runs `kilntally ARGS` to completion: (exit status, output).
+        func cli(_ args: [String]) async throws -> (Int32, String) {
+            let p = try PeerProcess(name: "kilntally-\(UInt32.random(in: 0...UInt32.max))", executable: try RepoPaths.builtProduct("kilntally"),
+                                    arguments: args, logDirectory: dir.path)
+            return (try await p.waitForExit(), p.log())
+        }
 
         func daemon(_ name: String, config: String? = nil) throws -> PeerProcess {
             try PeerProcess(name: name, executable: try RepoPaths.builtProduct("kilntallyd"),
-                            arguments: ["--config", config ?? configPath, "--state-dir", stateDir], logDirectory: dir.path)
+                            arguments: ["--config", config ?? configPath, "--state-dir", stateDir, "--socket", socket],
+                            logDirectory: dir.path)
         }
 
         /// The ledger's records (daemon stopped), parsed.
@@ -221,6 +230,25 @@ struct TallyEndToEndTests {
         defer { daemon.stop() }
         _ = try await hub.waitForMessages(count: 1, timeout: .seconds(60)) { $0.topic == "kilntally/plant-a/kiln1/tickets" && $0.payload.contains(#""status":"closed""#) }
         _ = try await hub.waitForMessages(count: 2, timeout: .seconds(60)) { $0.topic.hasPrefix("kilntally/plant-a/kiln1/shifts/2") }
+        // On the hub's request a technician re-publishes a shift's records and a range of readings.
+        let firstShift = try #require(hub.messages().first { $0.topic.hasPrefix("kilntally/plant-a/kiln1/shifts/2") }?.topic)
+        let shiftID = String(firstShift.dropFirst("kilntally/plant-a/kiln1/shifts/".count))
+        let before = hub.messages().filter { $0.topic == firstShift }.count
+        let (rc1, out1) = try await rig.cli(["uplink", "resend", "--shift", shiftID, "--socket", rig.socket])
+        #expect(rc1 == 0 && out1.contains("re-publishing") && out1.contains(shiftID), "\(out1)")
+        _ = try await hub.waitForMessages(count: before + 1, timeout: .seconds(10)) { $0.topic == firstShift }
+        let (rc2, out2) = try await rig.cli(["uplink", "resend", "--from-seq", "1", "--socket", rig.socket])
+        #expect(rc2 == 0 && out2.contains("re-publishing readings 1..."), "\(out2)")
+        try await hub.process.waitUntil("reading 1 twice at the hub") {
+            hub.messages().filter { $0.topic.hasSuffix("/readings") && $0.payload.contains(#""first_seq":1,"#) }.count >= 2
+        }
+        let (rc3, out3) = try await rig.cli(["uplink", "resend", "--from-seq", "999999999", "--socket", rig.socket])
+        #expect(rc3 == 1 && out3.contains("nothing the broker acknowledged"), "\(out3)")
+        let (rc4, out4) = try await rig.cli(["uplink", "resend", "--shift", "1999-01-01/A", "--socket", rig.socket])
+        #expect(rc4 == 1 && out4.contains("no report or ticket of shift 1999-01-01/A"), "\(out4)")
+        let (rc5, out5) = try await rig.cli(["uplink", "resend", "--from-seq", "1", "--socket", rig.dir.file("nobody.sock")])
+        #expect(rc5 == 69 && out5.contains("cannot reach the daemon"), "\(out5)")
+
         // The plant goes quiet: both devices stop answering, which the hub hears as events.
         rig.simulator.stop()
         simulatorRunning = false
