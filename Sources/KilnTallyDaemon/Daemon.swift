@@ -105,6 +105,7 @@ public enum Daemon {
             "config": "\(configuration.file)", "config_hash": "\(configuration.contentHash)",
             "state_dir": "\(options.stateDirectory)",
         ])
+        for warning in configuration.uplink.startWarnings { logger.warning("\(warning)") }
         for p in configuration.acquisition.profiles {
             let users = configuration.acquisition.devices.filter { $0.profile == p.name }.map(\.id.rawValue)
             if p.verified {

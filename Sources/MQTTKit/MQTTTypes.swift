@@ -99,7 +99,11 @@ public struct MQTTConfiguration: Sendable {
     public var keepAlive: Duration = .seconds(30)
     public var protocolVersion: MQTTProtocolVersion = .v311
     public var username: String?
+    /// Never shown in descriptions (see the `CustomStringConvertible` conformance below).
     public var password: String?
+    /// A file whose first line (without its "\n" or "\r\n") is the password, read when the client is created; an
+    /// alternative to `password`, not with it. The client's creation fails, naming the file, if it cannot be read.
+    public var passwordFile: String?
     public var tls: MQTTTLS?
     /// Published by the broker if the connection ends without a DISCONNECT (crash, power cut, network loss).
     public var will: MQTTMessage?
@@ -124,4 +128,32 @@ public enum MQTTConnectionEvent: Sendable {
     case connectionRefused(MQTTError)
     /// An established connection ended: `nil` after `shutdown`, otherwise why it was lost.
     case disconnected(MQTTError?)
+}
+
+/// The password never appears in a description, a debug description or a mirror (`dump`): a configuration that
+/// ends up in a log line or an error message shows `password: <redacted>` (or `nil`).
+extension MQTTConfiguration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        var fields = ["clientID: \(clientID)", "broker: \(host):\(port)", "keepAlive: \(keepAlive)",
+                      "protocol: \(protocolVersion.rawValue)", "username: \(username ?? "nil")",
+                      "password: \(password == nil ? "nil" : "<redacted>")", "passwordFile: \(passwordFile ?? "nil")",
+                      "cleanSession: \(cleanSession)",
+                      "maxInFlight: \(maxInFlight)"]
+        if let tls {
+            fields.append("tls: caFile \(tls.caFile), certFile \(tls.certFile ?? "nil"), keyFile \(tls.keyFile ?? "nil"), verifyPeer \(tls.verifyPeer)")
+        }
+        if let will { fields.append("will: \(will.topic)") }
+        return "MQTTConfiguration(" + fields.joined(separator: ", ") + ")"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "clientID": clientID, "host": host, "port": port, "keepAlive": keepAlive, "protocolVersion": protocolVersion,
+            "username": username as Any, "password": (password == nil ? "nil" : "<redacted>") as Any,
+            "passwordFile": passwordFile as Any, "tls": tls as Any,
+            "will": will as Any, "cleanSession": cleanSession, "reconnect": reconnect, "maxInFlight": maxInFlight,
+        ], displayStyle: .struct)
+    }
 }

@@ -54,7 +54,8 @@ struct MosquittoHandle: @unchecked Sendable {
         try check(mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, version), "mosquitto_int_option", "protocol version")
         try check(mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1), "mosquitto_int_option", "TCP_NODELAY")
         if let username = c.username {
-            try check(mosquitto_username_pw_set(mosq, username, c.password), "mosquitto_username_pw_set")
+            let password = try c.passwordFile.map { path throws(MQTTError) in try readPasswordFile(path, broker: broker) } ?? c.password
+            try check(mosquitto_username_pw_set(mosq, username, password), "mosquitto_username_pw_set")
         }
         if let tls = c.tls {
             for (what, path) in [("CA file", tls.caFile), ("certificate file", tls.certFile), ("key file", tls.keyFile)] {
@@ -101,8 +102,11 @@ struct MosquittoHandle: @unchecked Sendable {
         if !(0...1).contains(c.reconnect.jitter) {
             throw .configuration("reconnect jitter \(c.reconnect.jitter) is not in 0...1", broker: broker)
         }
-        if c.password != nil && c.username == nil {
+        if (c.password != nil || c.passwordFile != nil) && c.username == nil {
             throw .configuration("a password needs a username", broker: broker)
+        }
+        if c.password != nil && c.passwordFile != nil {
+            throw .configuration("give either a password or a password file, not both", broker: broker)
         }
         if let tls = c.tls, (tls.certFile == nil) != (tls.keyFile == nil) {
             throw .configuration("TLS certFile and keyFile go together", call: "mosquitto_tls_set", broker: broker)
@@ -110,6 +114,35 @@ struct MosquittoHandle: @unchecked Sendable {
         if let will = c.will, will.topic.isEmpty || will.topic.contains("+") || will.topic.contains("#") {
             throw .configuration("will topic '\(will.topic)' must be a non-empty topic without wildcards", call: "mosquitto_will_set", broker: broker)
         }
+    }
+
+    /// The first line of `path` without its line end. Errors name the file, never what is in it.
+    static func readPasswordFile(_ path: String, broker: String) throws(MQTTError) -> String {
+        func failure(_ why: String) -> MQTTError {
+            MQTTError(broker: broker, call: "password file", code: MOSQ_ERR_INVAL.rawValue, message: "password file '\(path)' \(why)")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw failure("cannot be read: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        // The first line is all that is needed; a password file is small.
+        while !bytes.contains(UInt8(ascii: "\n")) && bytes.count < 65536 {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure("cannot be read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        var line = bytes.prefix { $0 != UInt8(ascii: "\n") }
+        if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
+        guard let password = String(validating: line, as: UTF8.self) else { throw failure("does not start with a line of UTF-8 text") }
+        if password.isEmpty { throw failure("has an empty first line (the password)") }
+        // libmosquitto sends at most 65535 bytes (MQTT's string length).
+        if line.count > 65535 { throw failure("has a first line longer than 65535 bytes") }
+        return password
     }
 
     /// Keep-alive in whole seconds, as libmosquitto takes it.

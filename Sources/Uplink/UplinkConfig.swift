@@ -47,8 +47,9 @@ extension UplinkConfig {
                 ConfigKey("client_id", .string, doc: "MQTT client id; `kilntally-{site}-{node}` when absent."),
                 ConfigKey("keep_alive", .durationRange(min: .seconds(5), max: .seconds(65535)), default: .string("30s"), doc: "MQTT keep-alive interval, 5 s to 65535 s (libmosquitto's limits); the broker publishes the will after 1.5× this without traffic."),
                 ConfigKey("protocol", .oneOf(["3.1.1", "5"]), default: .string("3.1.1"), doc: "MQTT protocol version."),
-                ConfigKey("username", .string, doc: "User name, if the broker requires one."),
-                ConfigKey("password", .string, doc: "Password for `username`."),
+                ConfigKey("username", .string, doc: "User name, if the broker requires one (on a kilntally hub: the site id, docs/HUB.md)."),
+                ConfigKey("password_file", .string, doc: "File (an absolute path) whose first line (without the line end) is the password for `username`, read when the daemon starts its MQTT client (if it cannot be read, the error names the file and the daemon retries every 10 s, polling and storing meanwhile). Keep it readable only by the daemon (mode 0600). Preferred to `password`."),
+                ConfigKey("password", .string, secret: true, doc: "Password for `username`, written in the configuration itself. Discouraged: the configuration file is often readable by more people than the daemon, and its text (password included) is hashed into the `config_hash` published in the status; use `password_file`. Not with `password_file`."),
                 ConfigKey("topic_prefix", .string, default: .string("kilntally"), doc: "First level of every topic; [A-Za-z0-9_-]."),
                 ConfigKey("readings_qos", .integer(min: 0, max: 1), default: .integer(1), doc: "QoS of `readings` messages (tickets, reports, events and status are always QoS 1). With 0 the uplink cursor advances when a batch is written to the socket, so readings in flight when the connection drops are not re-sent."),
                 ConfigKey("max_in_flight", .integer(min: 1, max: 65535), default: .integer(32), doc: "QoS 1 messages sent but not yet acknowledged, at most."),
@@ -58,7 +59,7 @@ extension UplinkConfig {
                     ConfigKey("ca_file", .string, required: true, doc: "PEM file of the CA that signed the broker's certificate."),
                     ConfigKey("cert_file", .string, doc: "PEM client certificate, for brokers that require one."),
                     ConfigKey("key_file", .string, doc: "PEM private key of `cert_file`."),
-                    ConfigKey("verify_peer", .bool, default: .bool(true), doc: "Verify the broker's certificate chain and host name. Turn off only for a lab."),
+                    ConfigKey("insecure_skip_verify", .bool, default: .bool(false), doc: "Accept any certificate from the broker: neither its chain nor its host name is checked, so anyone on the path can pose as the hub. Only for a lab; the daemon logs a warning at every start while it is true."),
                 ])), doc: "TLS to the broker; plain TCP when absent."),
             ])), required: true, doc: "The MQTT broker of the regional hub."),
             ConfigKey("uplink", .table(ConfigTable([
@@ -84,14 +85,20 @@ extension UplinkConfig {
         c.protocolVersion = mqtt.string("protocol") == "5" ? .v5 : .v311
         c.username = mqtt.string("username")
         c.password = mqtt.string("password")
-        if c.password != nil && c.username == nil { mqtt.error("password", "a password needs a `username`") }
+        c.passwordFile = mqtt.string("password_file")
+        if c.password != nil && c.passwordFile != nil {
+            mqtt.error("password_file", "give either `password` or `password_file`, not both")
+        }
+        if (c.password != nil || c.passwordFile != nil) && c.username == nil {
+            mqtt.error(c.password != nil ? "password" : "password_file", "a password needs a `username`")
+        }
         c.maxInFlight = Int(mqtt.int("max_in_flight") ?? 32)
         c.reconnect.initial = mqtt.duration("reconnect_min") ?? .milliseconds(500)
         c.reconnect.maximum = mqtt.duration("reconnect_max") ?? .seconds(30)
         if c.reconnect.maximum < c.reconnect.initial { mqtt.error("reconnect_max", "must not be shorter than reconnect_min") }
         if let tls = mqtt.table("tls") {
             c.tls = MQTTTLS(caFile: tls.string("ca_file") ?? "", certFile: tls.string("cert_file"),
-                            keyFile: tls.string("key_file"), verifyPeer: tls.bool("verify_peer") ?? true)
+                            keyFile: tls.string("key_file"), verifyPeer: !(tls.bool("insecure_skip_verify") ?? false))
             if (tls.string("cert_file") == nil) != (tls.string("key_file") == nil) {
                 tls.error(nil, "cert_file and key_file go together")
             }
@@ -103,6 +110,20 @@ extension UplinkConfig {
             batchSize: Int(uplink?.int("batch_size") ?? 200),
             batchInterval: uplink?.duration("batch_interval") ?? .seconds(1),
             replayRate: Int(uplink?.int("replay_rate") ?? 10_000))
+    }
+}
+
+extension UplinkConfig {
+    /// Warnings the daemon logs at every start: settings that weaken the link to the hub.
+    public var startWarnings: [String] {
+        var out: [String] = []
+        if let tls = mqtt.tls, !tls.verifyPeer {
+            out.append("[mqtt.tls] insecure_skip_verify is true: the broker's certificate is not verified, so anyone on the network path can pose as the hub and read the plant's data and MQTT password")
+        }
+        if mqtt.tls == nil && (mqtt.password != nil || mqtt.passwordFile != nil) {
+            out.append("[mqtt] has a password but no [mqtt.tls]: the password and all data cross the network unencrypted")
+        }
+        return out
     }
 }
 

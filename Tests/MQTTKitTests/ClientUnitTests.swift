@@ -67,7 +67,8 @@ struct ClientUnitTests {
     }
 
     @Test("configurations libmosquitto would refuse fail init with a clear message", arguments: [
-        "keepAlive", "port", "maxInFlight", "password without user", "cert without key", "will wildcard",
+        "keepAlive", "port", "maxInFlight", "password without user", "password file without user",
+        "password and password file", "cert without key", "will wildcard",
     ])
     func invalidConfiguration(field: String) {
         var c = testConfiguration(port: 1883)
@@ -76,11 +77,67 @@ struct ClientUnitTests {
         case "port": c.port = 0
         case "maxInFlight": c.maxInFlight = 0
         case "password without user": c.password = "secret"
+        case "password file without user": c.passwordFile = "/etc/hostname"
+        case "password and password file":
+            c.username = "edge"
+            c.password = "secret"
+            c.passwordFile = "/etc/hostname"
         case "cert without key": c.tls = MQTTTLS(caFile: "/etc/hostname", certFile: "/etc/hostname")
         default: c.will = MQTTMessage(topic: "kilntally/#", string: "x")
         }
         let error = #expect(throws: MQTTError.self) { try MQTTClient(configuration: c, logger: testLogger) }
         #expect(error?.description.hasPrefix("MQTT broker 127.0.0.1:") == true)
+    }
+
+    @Test("a password file's first line, without its line end, is the password", arguments: [
+        ("s3cret\n", "s3cret"), ("s3cret", "s3cret"), ("s3cret\r\n", "s3cret"), ("s3cret\nnot this\n", "s3cret"),
+        (" spaces kept \n", " spaces kept "), ("pässwörd\n", "pässwörd"),
+    ])
+    func passwordFileFirstLine(contents: String, password: String) throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("password")
+        try contents.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try MosquittoHandle.readPasswordFile(path, broker: "b:1") == password)
+        var c = testConfiguration(port: 1883)
+        c.username = "edge"
+        c.passwordFile = path
+        _ = try MQTTClient(configuration: c, logger: testLogger)
+    }
+
+    @Test("a password file that cannot be used fails init, naming the file but never showing what is in it", arguments: [
+        "missing", "empty", "empty first line", "not UTF-8",
+    ])
+    func unusablePasswordFile(problem: String) throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("password")
+        let secret = "Zq8-second-line-secret"
+        switch problem {
+        case "missing": break
+        case "empty": try "".write(toFile: path, atomically: true, encoding: .utf8)
+        case "empty first line": try "\n\(secret)\n".write(toFile: path, atomically: true, encoding: .utf8)
+        default: try Data([0xFF, 0xFE] + Array(secret.utf8)).write(to: URL(fileURLWithPath: path))
+        }
+        var c = testConfiguration(port: 1883)
+        c.username = "edge"
+        c.passwordFile = path
+        let error = #expect(throws: MQTTError.self) { try MQTTClient(configuration: c, logger: testLogger) }
+        #expect(error?.call == "password file")
+        #expect(error?.description.contains("password file '\(path)'") == true, "\(String(describing: error))")
+        #expect(error?.description.contains(secret) == false)
+        if problem == "missing" { #expect(error?.description.contains("No such file or directory") == true) }
+    }
+
+    @Test("a configuration's description, debug description and dump never show the password")
+    func configurationRedactsPassword() {
+        var c = testConfiguration(port: 1883)
+        c.username = "edge"
+        c.password = "Hx7-the-password"
+        var dumped = ""
+        dump(c, to: &dumped)
+        for text in ["\(c)", String(describing: c), String(reflecting: c), dumped] {
+            #expect(!text.contains("Hx7-the-password"), "\(text)")
+            #expect(text.contains("<redacted>") && text.contains("edge"), "\(text)")
+        }
     }
 
     @Test("the error description names broker, step, text and code")

@@ -26,6 +26,10 @@ public struct TestCertificateAuthority: Sendable {
     public let caFile: String
     public let serverCertFile: String
     public let serverKeyFile: String
+    /// The CA's private key, to sign client certificates with (`clientCertificate`).
+    public let caKeyFile: String
+    let directory: TemporaryDirectory
+    let name: String
 
     /// `name` keeps several authorities in one directory apart.
     public static func make(in dir: TemporaryDirectory, name: String = "ca") async throws -> TestCertificateAuthority {
@@ -53,7 +57,27 @@ public struct TestCertificateAuthority: Sendable {
             "x509", "-req", "-in", serverCSR, "-CA", caCert, "-CAkey", caKey, "-CAcreateserial",
             "-out", serverCert, "-days", "2", "-extfile", extensions,
         ], in: dir, name: "openssl-\(name)-sign")
-        return TestCertificateAuthority(caFile: caCert, serverCertFile: serverCert, serverKeyFile: serverKey)
+        return TestCertificateAuthority(caFile: caCert, serverCertFile: serverCert, serverKeyFile: serverKey, caKeyFile: caKey,
+                                        directory: dir, name: name)
+    }
+
+    /// A client certificate signed by this CA with `commonName` as its subject's CN (mosquitto's
+    /// `use_identity_as_username` makes the CN the user name). Returns the certificate and its unencrypted key.
+    public func clientCertificate(commonName: String) async throws -> (certFile: String, keyFile: String) {
+        let dir = directory
+        let openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        guard let openssl else { throw PeerError("openssl is not installed") }
+        let base = "\(name)-client-\(commonName)"
+        let key = dir.file("\(base).key"), csr = dir.file("\(base).csr"), cert = dir.file("\(base).crt"), ext = dir.file("\(base).ext")
+        _ = try await runTool(openssl, ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                                        "-keyout", key, "-out", csr, "-subj", "/CN=\(commonName)"],
+                              in: dir, name: "openssl-\(base)-csr")
+        try "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+            .write(toFile: ext, atomically: true, encoding: .utf8)
+        _ = try await runTool(openssl, ["x509", "-req", "-in", csr, "-CA", caFile, "-CAkey", caKeyFile, "-CAcreateserial",
+                                        "-out", cert, "-days", "2", "-extfile", ext],
+                              in: dir, name: "openssl-\(base)-sign")
+        return (cert, key)
     }
 
     /// mosquitto.conf lines that turn the broker's (last) listener into a TLS listener with this server certificate.

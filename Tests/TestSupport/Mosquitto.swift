@@ -13,26 +13,10 @@ public final class MosquittoBroker: Sendable {
         in dir: TemporaryDirectory, name: String = "mosquitto", port: Int? = nil,
         allowAnonymous: Bool = true, extraConfig: String = ""
     ) async throws -> MosquittoBroker {
-        var lastError: Error?
-        for _ in 0..<3 {
-            let p = try port ?? FreePort.allocate()
-            do {
-                return try await MosquittoBroker(dir: dir, name: name, port: p, allowAnonymous: allowAnonymous, extraConfig: extraConfig)
-            } catch {
-                lastError = error
-                if port != nil { break }
-            }
-        }
-        throw lastError ?? PeerError("mosquitto did not start")
-    }
-
-    private init(dir: TemporaryDirectory, name: String, port: Int, allowAnonymous: Bool, extraConfig: String) async throws {
-        self.port = port
-        directory = dir.path
-        configPath = dir.file("\(name).conf")
-        // Started as root, mosquitto drops to the `mosquitto` user and then cannot read the test's private
-        // temporary directory (password files, certificates, persistence): `user root` keeps it as the test user.
-        let config = """
+        try await start(in: dir, name: name, port: port) { port in
+            // Started as root, mosquitto drops to the `mosquitto` user and then cannot read the test's private
+            // temporary directory (password files, certificates, persistence): `user root` keeps it as the test user.
+            """
             listener \(port) 127.0.0.1
             allow_anonymous \(allowAnonymous)
             log_dest stderr
@@ -42,6 +26,33 @@ public final class MosquittoBroker: Sendable {
             \(extraConfig)
 
             """
+        }
+    }
+
+    /// Starts mosquitto with a whole configuration of the caller's, e.g. a deployment's file with its listener port
+    /// and paths substituted: `config(port)` must make the broker listen on 127.0.0.1:`port` and should log to
+    /// stderr (`log_dest stderr`, `log_type all`: helpers such as `MosquittoSubscriber.waitUntilSubscribed` read
+    /// the broker's log).
+    public static func start(
+        in dir: TemporaryDirectory, name: String = "mosquitto", port: Int? = nil, config: (Int) throws -> String
+    ) async throws -> MosquittoBroker {
+        var lastError: Error?
+        for _ in 0..<3 {
+            let p = try port ?? FreePort.allocate()
+            do {
+                return try await MosquittoBroker(dir: dir, name: name, port: p, config: try config(p))
+            } catch {
+                lastError = error
+                if port != nil { break }
+            }
+        }
+        throw lastError ?? PeerError("mosquitto did not start")
+    }
+
+    private init(dir: TemporaryDirectory, name: String, port: Int, config: String) async throws {
+        self.port = port
+        directory = dir.path
+        configPath = dir.file("\(name).conf")
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first { FileManager.default.isExecutableFile(atPath: $0) }
         guard let exe else { throw PeerError("mosquitto is not installed (run deploy/setup.sh)") }

@@ -40,9 +40,16 @@ public struct ConfigKey: Sendable {
     public var defaultValue: ConfigValue?
     /// At least one sentence; shown in the reference and by `kilntally config keys`.
     public var doc: String
+    /// A password or the like: diagnostics never show its value (only its type), so `config check` output and logs
+    /// can be shared. Only for string keys.
+    public var isSecret: Bool
 
-    public init(_ name: String, _ type: ConfigType, required: Bool = false, default: ConfigValue? = nil, doc: String) {
+    public init(_ name: String, _ type: ConfigType, required: Bool = false, default: ConfigValue? = nil, secret: Bool = false,
+                doc: String) {
         precondition(ConfigKey.isSnakeCase(name), "config key \"\(name)\" is not snake_case ([a-z][a-z0-9_]*)")
+        if secret {
+            guard case .string = type else { preconditionFailure("config key \"\(name)\" is secret but not a string") }
+        }
         precondition(
             doc.contains(where: { !$0.isWhitespace }), "config key \"\(name)\" has no documentation")
         precondition(!(required && `default` != nil), "config key \"\(name)\" is required and has a default")
@@ -59,6 +66,7 @@ public struct ConfigKey: Sendable {
         self.required = required
         self.defaultValue = `default`
         self.doc = doc
+        isSecret = secret
     }
 
     static func isSnakeCase(_ s: String) -> Bool {

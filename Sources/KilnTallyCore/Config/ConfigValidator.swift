@@ -33,7 +33,14 @@ struct ConfigValidator {
                 }
                 continue
             }
-            validate(dict[name]!, key.type, at: keyPath, checkRequired: checkRequired)
+            if key.isSecret {
+                // Secret keys are strings: the only possible problem is the type, reported without the value.
+                if case .string = dict[name]! {} else {
+                    report(keyPath, "expected a string but found \(dict[name]!.kindDescription) (the value is not shown: it is a secret)")
+                }
+            } else {
+                validate(dict[name]!, key.type, at: keyPath, checkRequired: checkRequired)
+            }
         }
         for key in table.keys where dict[key.name] == nil {
             let keyPath = path.appending(key.name)

@@ -43,6 +43,19 @@ public enum ConfigValue: Sendable, Hashable {
         }
     }
 
+    /// The kind of value without the value itself ("an integer"), for keys whose values must not be shown.
+    var kindDescription: String {
+        switch self {
+        case .string: return "a string"
+        case .integer: return "an integer"
+        case .float: return "a float"
+        case .bool: return "a boolean"
+        case .datetime: return "a date-time"
+        case .array: return "an array"
+        case .table: return "a table"
+        }
+    }
+
     /// A TOML basic string literal.
     static func quoted(_ s: String) -> String {
         var out = "\""
