@@ -1,3 +1,4 @@
+import Foundation
 import KilnTallyCore
 import Logging
 import ModbusKit
@@ -43,6 +44,10 @@ public final class BusPoller: Sendable {
         self.logger = logger
         reconnectBase = devices.map(\.pollInterval).min() ?? .seconds(1)
         client = try ModbusClient(name: bus.name, transport: bus.transport, timeouts: bus.timeouts, logger: logger)
+        statusBox = Mutex(Status(bus: bus.name, busError: nil, devices: devices.map {
+            DeviceStatus(device: $0.id, up: true, failures: 0, polls: 0, errors: 0)
+        }, lastProgress: .now))
+        debugHang = ProcessInfo.processInfo.environment["KILNTALLY_DEBUG_HANG_BUS"] == bus.name
     }
 
     /// The wait before probing a device again after `failures` polls in a row failed: 2, 4, 8 … poll intervals,
@@ -63,6 +68,46 @@ public final class BusPoller: Sendable {
     static func busyWaits(responseTimeout: Duration) -> [Duration] {
         [responseTimeout / 8, responseTimeout / 4, responseTimeout / 2]
     }
+
+    /// What the bus and its devices are doing, for `kilntally status` and the watchdog.
+    public struct Status: Sendable {
+        public var bus: String
+        /// Nil while the bus can be used; why it cannot otherwise.
+        public var busError: String?
+        public var devices: [DeviceStatus]
+        /// When the scheduler last finished a turn (a poll attempt, a reconnect attempt or an idle tick).
+        public var lastProgress: ContinuousClock.Instant
+    }
+
+    public struct DeviceStatus: Sendable {
+        public var device: DeviceID
+        public var up: Bool
+        /// Polls in a row that got no answer.
+        public var failures: Int
+        public var lastGoodRead: UTCInstant?
+        public var lastError: String?
+        /// How long the last answered poll took.
+        public var lastLatency: Duration?
+        /// While the device is down: the wait until its next probe.
+        public var backoff: Duration?
+        public var polls: Int
+        public var errors: Int
+    }
+
+    public var status: Status { statusBox.withLock { $0 } }
+
+    /// The longest the scheduler may go without finishing a turn while it is healthy: an idle tick
+    /// (`livenessTick`), one request's response timeout and the bus pause, plus slack. Longer means its thread is
+    /// stuck (a driver or libmodbus hung): the daemon stops its watchdog pings.
+    public var livenessDeadline: Duration { Self.livenessTick + bus.timeouts.response * 2 + bus.pause + .seconds(5) }
+    static let livenessTick: Duration = .seconds(5)
+
+    private let statusBox: Mutex<Status>
+    /// Debug fault hook (tests only): `KILNTALLY_DEBUG_HANG_BUS=<bus>` makes this bus's connection thread hang after
+    /// its first answered poll, as a stuck driver would.
+    private let debugHang: Bool
+
+    private func noteProgress() { statusBox.withLock { $0.lastProgress = .now } }
 
     /// Attempts to re-open the bus made while it was down (for metrics and tests).
     public var reconnectAttempts: Int { reconnects.load(ordering: .relaxed) }
@@ -124,7 +169,9 @@ public final class BusPoller: Sendable {
         // Whether the last turn on the bus was a poll that got answers (so the bus is at the start of a quiet gap).
         var afterAnsweredPoll = false
 
+        var hung = false
         while !Task.isCancelled {
+            noteProgress()
             // Reads queued by other callers run first, one per turn, between device polls.
             if let job = inbox.withLock({ $0.take() }) {
                 afterAnsweredPoll = false
@@ -184,6 +231,7 @@ public final class BusPoller: Sendable {
             }
             let device = devices[i]
             let probe = state[i].down
+            let turnStarted = ContinuousClock.now
             var progress = state[i].pending ?? startPoll(device, index: i, down: state[i].down)
             let complete = await turn(device, index: i, &progress)
             afterAnsweredPoll = !probe && progress.answered
@@ -204,6 +252,7 @@ public final class BusPoller: Sendable {
             }
             let failure = progress.answered ? nil : progress.firstError
             let now = ContinuousClock.now
+            let wall = clock.now()
             if failure != nil {
                 state[i].failures += 1
                 // Probe a silent device less and less often, so its timeouts do not eat its neighbours' cadence.
@@ -215,6 +264,26 @@ public final class BusPoller: Sendable {
                 if state[i].slot < now { state[i].slot = now }
             }
             state[i].next = state[i].slot
+            statusBox.withLock { st in
+                st.devices[i].polls += 1
+                st.devices[i].failures = state[i].failures
+                if let failure {
+                    st.devices[i].errors += 1
+                    st.devices[i].lastError = "\(failure)"
+                    st.devices[i].backoff = state[i].slot - now
+                } else {
+                    st.devices[i].lastGoodRead = wall
+                    st.devices[i].lastLatency = now - turnStarted
+                    st.devices[i].backoff = nil
+                    if let e = progress.firstError { st.devices[i].lastError = "\(e)" }
+                }
+                st.devices[i].up = failure == nil
+            }
+            if debugHang, !hung, failure == nil {
+                hung = true
+                logger.critical("debug fault hook: bus \(bus.name)'s connection thread now hangs (KILNTALLY_DEBUG_HANG_BUS)")
+                client.debugHang()
+            }
             if let failure, !state[i].down {
                 state[i].down = true
                 await deviceDown(device, because: "\(failure)", failure, event: event)
@@ -271,6 +340,10 @@ public final class BusPoller: Sendable {
         link = Link(error: error, failures: 1,
                     nextAttempt: .now + Self.backoff(pollInterval: reconnectBase, failures: 1, cap: bus.reconnectBackoffMax),
                     since: .now)
+        statusBox.withLock { st in
+            st.busError = "\(error)"
+            for j in st.devices.indices { st.devices[j].up = false }
+        }
         logger.error("bus \(bus.name) (\(bus.transport.endpoint)) cannot be opened: \(error); retrying with backoff up to \(bus.reconnectBackoffMax)",
                      metadata: ["call": "\(error.call)"])
         await event(Event(kind: .busDown, severity: .alarm, time: clock.now(),
@@ -300,6 +373,7 @@ public final class BusPoller: Sendable {
                           message: "bus \(bus.name) (\(bus.transport.endpoint)) is open again",
                           attributes: ["bus": bus.name, "attempts": "\(link.failures)"]))
         link = Link()
+        statusBox.withLock { $0.busError = nil }
         let now = ContinuousClock.now
         for j in state.indices {
             if state[j].failures == 0 {
@@ -604,7 +678,9 @@ public final class BusPoller: Sendable {
     }
 
     /// Waits until `deadline`, or until a caller queues a read, or the task is cancelled.
-    private func idle(until deadline: ContinuousClock.Instant) async {
+    private func idle(until target: ContinuousClock.Instant) async {
+        // At most one liveness tick at a time: the scheduler turns even while it has nothing to do.
+        let deadline = min(target, .now + Self.livenessTick)
         let sleeper = Task<Void, Never> { _ = try? await Task.sleep(until: deadline, clock: .continuous) }
         let woken = inbox.withLock { s -> Bool in
             if !s.queue.isEmpty { return true }

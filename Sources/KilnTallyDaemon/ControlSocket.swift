@@ -23,8 +23,9 @@ public final class ControlServer: Sendable {
     public static let maximumClients = 8
     public static let readTimeout: Duration = .seconds(2)
 
-    /// Handles one request (its `op` and the whole object); returns the `result` object or throws a message.
-    public typealias Handler = @Sendable (_ op: String, _ request: [String: any Sendable]) async throws(ControlError) -> [String: any Sendable]
+    /// Handles one request (its `op` and the whole object); returns the `result` (a JSON value, serialized: the
+    /// handler builds it where its values live) or throws a message.
+    public typealias Handler = @Sendable (_ op: String, _ request: [String: any Sendable]) async throws(ControlError) -> [UInt8]
 
     public let path: String
     private let listener: Int32
@@ -143,22 +144,39 @@ public final class ControlServer: Sendable {
             return
         }
         let sendable = Self.sendable(object)
-        let outcome = Mutex<[String: Any]?>(nil)
+        let outcome = Mutex<Result<[UInt8], ControlError>?>(nil)
         let done = DispatchSemaphore(value: 0)
         let handler = self.handler
         Task {
-            let reply: [String: any Sendable]
-            do {
-                reply = ["v": Self.protocolVersion, "ok": true, "result": try await handler(op, sendable)]
+            let result: Result<[UInt8], ControlError>
+            do throws(ControlError) {
+                result = .success(try await handler(op, sendable))
             } catch {
-                reply = Self.failure("\(error)")
+                result = .failure(error)
             }
-            outcome.withLock { $0 = reply }
+            outcome.withLock { $0 = result }
             done.signal()
         }
         // This is a thread of its own: waiting here blocks nobody else.
         done.wait()
-        Self.reply(fd, outcome.withLock { $0 } ?? Self.failure("no reply"))
+        switch outcome.withLock({ $0 }) {
+        case .success(let result)?:
+            let line = Array(#"{"ok":true,"result":"#.utf8) + result + Array(#","v":\#(Self.protocolVersion)}"#.utf8) + [0x0A]
+            _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        case .failure(let error)?:
+            Self.reply(fd, Self.failure(error.message))
+        case nil:
+            Self.reply(fd, Self.failure("no reply"))
+        }
+    }
+
+    /// Serializes a handler's result (strings, numbers, booleans, arrays, dictionaries, NSNull).
+    public static func json(_ value: Any) throws(ControlError) -> [UInt8] {
+        do {
+            return Array(try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]))
+        } catch {
+            throw ControlError("the reply cannot be encoded: \(error)")
+        }
     }
 
     static func failure(_ message: String) -> [String: any Sendable] {
@@ -168,7 +186,7 @@ public final class ControlServer: Sendable {
     private static func reply(_ fd: Int32, _ object: [String: Any]) {
         guard var bytes = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         bytes.append(0x0A)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
     /// JSON values are strings, numbers, booleans, null, arrays and objects of them: all Sendable in substance.
@@ -235,7 +253,7 @@ public enum ControlClient {
             throw ControlError("the request cannot be encoded as JSON")
         }
         bytes.append(0x0A)
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         var reply: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while !reply.contains(0x0A) {

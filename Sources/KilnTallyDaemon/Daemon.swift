@@ -1,3 +1,4 @@
+import Foundation
 import Acquisition
 import KilnTallyCore
 import Logging
@@ -12,9 +13,11 @@ struct AcquisitionService: Service {
     let pollers: [BusPoller]
     let store: RingStore
     let events: EventLog
+    let barrier: ReadinessBarrier
     let logger: Logger
 
     func run() async throws {
+        barrier.arrive("acquisition")
         await cancelWhenGracefulShutdown {
             if pollers.isEmpty {
                 // Every bus failed to set up (already logged). Returning would end the service group and make
@@ -46,9 +49,11 @@ struct StoreService: Service {
     let store: RingStore
     let events: EventLog
     let clock: any WallClock
+    let barrier: ReadinessBarrier
     let logger: Logger
 
     func run() async throws {
+        barrier.arrive("store")
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await event in store.events {
@@ -78,8 +83,11 @@ struct StoreService: Service {
 /// Publishes status and readings to the hub until shutdown, then says `offline`.
 struct UplinkService: Service {
     let uplink: Uplink
+    let barrier: ReadinessBarrier
 
     func run() async throws {
+        // Ready means running, not connected: a broker that is away must not hold up the start.
+        barrier.arrive("uplink")
         await cancelWhenGracefulShutdown { await uplink.run() }
     }
 }
@@ -91,16 +99,20 @@ public enum Daemon {
         public var clock: any WallClock
         /// The control socket the online CLI commands use.
         public var socketPath: String
+        /// sd_notify (from `$NOTIFY_SOCKET`; inert without it).
+        public var notifier: SystemdNotifier
         public init(stateDirectory: String = DefaultPaths.stateDirectory, clock: any WallClock = SystemClock(),
-                    socketPath: String = DefaultPaths.socket) {
+                    socketPath: String = DefaultPaths.socket, notifier: SystemdNotifier = SystemdNotifier()) {
             self.stateDirectory = stateDirectory
             self.clock = clock
             self.socketPath = socketPath
+            self.notifier = notifier
         }
     }
 
     /// Opens the store, then runs acquisition and uplink as services until SIGTERM/SIGINT.
     public static func run(configuration: KilnTallyConfiguration, options: Options, logger: Logger) async throws {
+        let started = ContinuousClock.now
         logger.info("kilntallyd \(KilnTallyVersion.current) starting", metadata: [
             "config": "\(configuration.file)", "config_hash": "\(configuration.contentHash)",
             "state_dir": "\(options.stateDirectory)",
@@ -134,8 +146,11 @@ public enum Daemon {
                                        startedAt: options.clock.now())
         let uplink = Uplink(config: configuration.uplink, store: store, ledger: ledger, info: info, clock: options.clock, logger: logger)
         // The tally runs when there is something to account; its checkpoint is loaded before any service.
+        let tallyConfigured = !configuration.streams.isEmpty || !configuration.weighbridges.isEmpty
+        let barrier = ReadinessBarrier(Set(["store", "events", "uplink", "acquisition"] + (tallyConfigured ? ["tally"] : [])))
         var tallyService: TallyService?
-        if !configuration.streams.isEmpty || !configuration.weighbridges.isEmpty {
+        let tallyStatus: TallyStatus? = tallyConfigured ? TallyStatus() : nil
+        if tallyConfigured {
             let tallyDirectory = options.stateDirectory + "/tally"
             try PosixFileIO().makeDirectories(tallyDirectory)
             let checkpoint = TallyCheckpoint(path: tallyDirectory + "/checkpoint.json")
@@ -149,21 +164,29 @@ public enum Daemon {
                     logger.notice("tally: configuration \(configuration.contentHash) is new to the tally; it takes effect at the next shift boundary")
                 }
             }
-            tallyService = TallyService(store: store, ledger: ledger, events: events, current: { uplink.updateCurrent($0) }, setup: setup, restored: restored, checkpoint: checkpoint,
+            tallyService = TallyService(store: store, ledger: ledger, events: events, barrier: barrier, status: tallyStatus!,
+                                        current: { uplink.updateCurrent($0) }, setup: setup, restored: restored, checkpoint: checkpoint,
                                         tickInterval: configuration.tally.tickInterval, clock: options.clock, logger: logger)
         }
 
-        // Started in this order, stopped in reverse: polling stops first, then the tally writes its checkpoint, the
-        // uplink says offline, the events queued are stored and the ledger closes, and the store commits what is left
-        // and closes.
+        // Started in this order, stopped in reverse: systemd hears STOPPING=1, polling stops, then the tally writes its
+        // checkpoint, the uplink says offline, the events queued are stored and the ledger closes, and the store
+        // commits what is left and closes.
+        let lifecycle = LifecycleService(notifier: options.notifier, barrier: barrier, pollers: pollers, store: store,
+                                         storeDeadline: max(configuration.store.syncInterval * 3, .seconds(15)),
+                                         uplink: uplink, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
-                .init(service: StoreService(store: store, events: events, clock: options.clock, logger: logger), serviceName: "store"),
-                .init(service: EventService(events: events, ledger: ledger, identity: configuration.uplink.identity, logger: logger),
+                .init(service: StoreService(store: store, events: events, clock: options.clock, barrier: barrier, logger: logger),
+                      serviceName: "store"),
+                .init(service: EventService(events: events, ledger: ledger, identity: configuration.uplink.identity,
+                                            barrier: barrier, logger: logger),
                       serviceName: "events"),
-                .init(service: UplinkService(uplink: uplink), serviceName: "uplink"),
+                .init(service: UplinkService(uplink: uplink, barrier: barrier), serviceName: "uplink"),
             ] + (tallyService.map { [.init(service: $0, serviceName: "tally")] } ?? []) + [
-                .init(service: AcquisitionService(pollers: pollers, store: store, events: events, logger: logger), serviceName: "acquisition"),
+                .init(service: AcquisitionService(pollers: pollers, store: store, events: events, barrier: barrier, logger: logger),
+                      serviceName: "acquisition"),
+                .init(service: lifecycle, serviceName: "lifecycle"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
@@ -174,8 +197,10 @@ public enum Daemon {
         // The control socket: without it the daemon still runs (the online CLI commands say it is unreachable).
         var control: ControlServer?
         do {
+            let context = Context(configuration: configuration, pollers: pollers, store: store, ledger: ledger, uplink: uplink,
+                                  tally: tallyStatus, clock: options.clock, startedAt: info.startedAt, started: started)
             control = try ControlServer(path: options.socketPath, logger: logger) { op, request throws(ControlError) in
-                try await handle(op, request, uplink: uplink)
+                try await handle(op, request, context)
             }
             logger.info("control socket listening", metadata: ["socket": "\(options.socketPath)"])
         } catch {
@@ -191,20 +216,35 @@ public enum Daemon {
         logger.info("kilntallyd stopped")
     }
 
+    /// What the control socket's requests look at.
+    struct Context: Sendable {
+        let configuration: KilnTallyConfiguration
+        let pollers: [BusPoller]
+        let store: RingStore
+        let ledger: Ledger
+        let uplink: Uplink
+        let tally: TallyStatus?
+        let clock: any WallClock
+        let startedAt: UTCInstant
+        let started: ContinuousClock.Instant
+    }
+
     /// The control socket's requests.
-    static func handle(_ op: String, _ request: [String: any Sendable], uplink: Uplink) async throws(ControlError) -> [String: any Sendable] {
+    static func handle(_ op: String, _ request: [String: any Sendable], _ c: Context) async throws(ControlError) -> [UInt8] {
         switch op {
         case "ping":
-            return ["version": KilnTallyVersion.current]
+            return try ControlServer.json(["version": KilnTallyVersion.current])
+        case "status":
+            return try ControlServer.json(await status(c))
         case "uplink.resend":
             do {
                 if let from = request["from_seq"] as? Int64 {
                     guard from >= 1 else { throw ControlError("from_seq must be at least 1") }
-                    let range = try await uplink.resend(readingsFrom: UInt64(from))
-                    return ["readings_from": Int64(range.lowerBound), "readings_through": Int64(range.upperBound)]
+                    let range = try await c.uplink.resend(readingsFrom: UInt64(from))
+                    return try ControlServer.json(["readings_from": Int64(range.lowerBound), "readings_through": Int64(range.upperBound)])
                 }
                 if let shift = request["shift"] as? String {
-                    return ["shift": shift, "records": try await uplink.resend(shift: shift)]
+                    return try ControlServer.json(["shift": shift, "records": try await c.uplink.resend(shift: shift)])
                 }
             } catch let error as UplinkError {
                 throw ControlError(error.description)
@@ -217,5 +257,65 @@ public enum Daemon {
         default:
             throw ControlError("unknown op \(op)")
         }
+    }
+
+    /// `kilntally status`: the node, every bus and device, the stores, the uplink, the tally's open shift.
+    static func status(_ c: Context) async -> [String: Any] {
+        func ms(_ d: Duration?) -> Any { d.map { Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15 } ?? NSNull() }
+        let stats = await c.store.statistics()
+        let ledgerRecords = await c.ledger.count
+        let acked = c.uplink.readingsAcknowledged
+        var out: [String: Any] = [
+            "node": [
+                "site": c.configuration.uplink.identity.site, "node": c.configuration.uplink.identity.node,
+                "version": KilnTallyVersion.current, "config_hash": c.configuration.contentHash,
+                "config_file": c.configuration.file, "started_at": c.startedAt.rfc3339,
+                "uptime_s": Int((ContinuousClock.now - c.started).components.seconds),
+                "clock_synchronized": c.clock.isSynchronized(), "time": c.clock.now().rfc3339,
+            ] as [String: Any],
+            "buses": c.pollers.map { p -> [String: Any] in
+                let st = p.status
+                return [
+                    "bus": st.bus, "endpoint": p.bus.transport.endpoint,
+                    "state": st.busError == nil ? "open" : "cannot be opened", "error": st.busError ?? NSNull(),
+                    "devices": st.devices.map { d -> [String: Any] in
+                        [
+                            "device": d.device.rawValue, "state": d.up ? "up" : "down",
+                            "last_good_read": d.lastGoodRead?.rfc3339 ?? NSNull(), "last_error": d.lastError ?? NSNull(),
+                            "latency_ms": ms(d.lastLatency), "backoff_ms": ms(d.backoff),
+                            "polls": d.polls, "errors": d.errors, "failures_in_a_row": d.failures,
+                        ]
+                    },
+                ]
+            },
+            "store": [
+                "bytes": Int(stats.bytes), "max_bytes": Int(c.store.options.maxBytes),
+                "fill_pct": Double(stats.bytes) / Double(max(c.store.options.maxBytes, 1)) * 100,
+                "readings": stats.readings, "oldest_seq": stats.firstSequence.map { Int($0) } ?? NSNull(),
+                "newest_seq": Int(stats.lastDurableSequence), "dropped": Int(stats.droppedReadings),
+                "dropped_in_memory": Int(stats.droppedInMemory), "pending": stats.pendingReadings,
+                "last_error": stats.lastError ?? NSNull(),
+            ] as [String: Any],
+            "ledger": ["records": ledgerRecords],
+            "uplink": [
+                "broker": "\(c.configuration.uplink.mqtt.host):\(c.configuration.uplink.mqtt.port)",
+                "connected": c.uplink.isConnected, "acknowledged_seq": Int(acked),
+                "backlog": acked > 0 && stats.lastDurableSequence > acked ? Int(stats.lastDurableSequence - acked) : NSNull(),
+                "last_ack": c.uplink.lastAcknowledgement?.rfc3339 ?? NSNull(),
+            ] as [String: Any],
+        ]
+        if let tally = c.tally {
+            let snapshot = tally.snapshot
+            out["tally"] = [
+                "current": snapshot.current.flatMap { try? JSONSerialization.jsonObject(with: Data($0)) } ?? NSNull(),
+                "open_tickets": snapshot.openTickets.map { t -> [String: Any] in
+                    ["id": t.id, "weighbridge": t.weighbridge, "vehicle": t.vehicle ?? NSNull(), "material": t.material,
+                     "first_weight_kg": t.firstWeight, "since": t.since]
+                },
+            ] as [String: Any]
+        } else {
+            out["tally"] = NSNull()
+        }
+        return out
     }
 }

@@ -49,9 +49,11 @@ struct EventService: Service {
     let events: EventLog
     let ledger: Ledger
     let identity: NodeIdentity
+    let barrier: ReadinessBarrier
     let logger: Logger
 
     func run() async throws {
+        barrier.arrive("events")
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await events.drain(into: ledger, identity: identity, logger: logger) }
             try? await gracefulShutdown()

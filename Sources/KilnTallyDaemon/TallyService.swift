@@ -3,6 +3,7 @@ import KilnTallyCore
 import Logging
 import RingStore
 import ServiceLifecycle
+import Synchronization
 import Tally
 
 /// The tally's checkpoint file: its whole position (`TallyEngine.State`) as JSON, replaced atomically through the
@@ -44,6 +45,28 @@ actor TallyCheckpoint {
     }
 
     func close() { executor.shutdown() }
+}
+
+/// The tally as `kilntally status` shows it: the open shift's running totals and the open tickets, refreshed with
+/// `shifts/current`.
+final class TallyStatus: Sendable {
+    struct OpenTicket: Sendable {
+        var id: String
+        var weighbridge: String
+        var vehicle: String?
+        var material: String
+        var firstWeight: String
+        var since: String
+    }
+
+    struct Snapshot: Sendable {
+        var current: [UInt8]?
+        var openTickets: [OpenTicket]
+    }
+
+    private let box = Mutex(Snapshot(current: nil, openTickets: []))
+    var snapshot: Snapshot { box.withLock { $0 } }
+    func update(_ s: Snapshot) { box.withLock { $0 = s } }
 }
 
 /// kilntally's own inputs to the tally, stored as readings of a reserved device so that a replay of the store
@@ -96,6 +119,9 @@ struct TallyService: Service {
     let store: RingStore
     let ledger: Ledger
     let events: EventLog
+    let barrier: ReadinessBarrier
+    /// What `kilntally status` shows of the tally.
+    let status: TallyStatus
     /// Takes the running totals of the open shift (for the retained `shifts/current`).
     let current: @Sendable ([UInt8]) -> Void
     let setup: TallyEngine.Setup
@@ -125,6 +151,7 @@ struct TallyService: Service {
     /// Loads the checkpoint, then consumes the store as it grows until cancelled.
     private func consume(_ updates: AsyncStream<UInt64>) async throws {
         var engine = TallyEngine(setup: setup, state: restored ?? .init())
+        barrier.arrive("tally")
         var alreadyWritten = try await recordsAfterCheckpoint(engine.state.chainHead)
         if !alreadyWritten.isEmpty {
             logger.notice("tally: \(alreadyWritten.count) record(s) in the ledger are newer than the checkpoint; replaying to them")
@@ -192,6 +219,13 @@ struct TallyService: Service {
         mark = CurrentMark(shift: shift, at: now)
         guard let record = engine.currentShift(), let bytes = try? CanonicalJSON.serialize(.object(record)) else { return }
         current(bytes)
+        let open = engine.state.weighbridges.keys.sorted().flatMap { name in
+            engine.state.weighbridges[name]!.openTickets.map { t in
+                TallyStatus.OpenTicket(id: t.id, weighbridge: name, vehicle: t.vehicle, material: t.material,
+                                       firstWeight: t.inbound.weight.kilogramsString, since: t.inbound.time.rfc3339)
+            }
+        }
+        status.update(.init(current: bytes, openTickets: open))
     }
 
     static let currentInterval: Duration = .seconds(5)

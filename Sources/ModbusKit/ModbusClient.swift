@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// A read-only Modbus client for one bus (one TCP endpoint or one serial line).
@@ -108,6 +109,12 @@ public final class ModbusClient: Sendable {
         if executor.shutdown(final: { connection.release() }) {
             connection.logger.debug("modbus client shut down")
         }
+    }
+
+    /// Debug fault hook (tests): the client's thread blocks for an hour, as it would in a hung driver; every
+    /// request after this waits behind it. Never called unless a test asks for it.
+    public func debugHang() {
+        executor.execute { Thread.sleep(forTimeInterval: 3600) }
     }
 
     /// Runs `body` on the client's thread with its connection.

@@ -222,8 +222,16 @@ public actor RingStore {
         try await withCheckedThrowingContinuation { waiters.append((seq, $0)) }
     }
 
+    /// When the commit loop last turned (a commit attempted, whether it could write or not), on the monotonic clock:
+    /// the daemon's watchdog wants it to keep turning. Nil before `run`.
+    public nonisolated var lastCommitLoopTurn: ContinuousClock.Instant? {
+        loopTurn.withLock { $0 }
+    }
+    private let loopTurn = Mutex<ContinuousClock.Instant?>(nil)
+
     /// Runs the commit loop until the task is cancelled, then commits what is pending one last time.
     public func run() async {
+        loopTurn.withLock { $0 = .now }
         running = true
         defer { running = false }
         await withTaskGroup(of: Void.self) { group in
@@ -237,6 +245,7 @@ public actor RingStore {
             for await _ in commitRequests {
                 if Task.isCancelled { break }
                 commit()
+                loopTurn.withLock { $0 = .now }
             }
             group.cancelAll()
         }

@@ -24,6 +24,13 @@ public final class Uplink: Sendable {
     private let clock: any WallClock
     private let logger: Logger
     public let topics: TopicTree
+    /// Whether the broker connection is up, and when the broker last acknowledged a readings batch.
+    private let link = Mutex<(connected: Bool, lastAck: UTCInstant?, readingsAcked: UInt64)>((false, nil, 0))
+    public var isConnected: Bool { link.withLock { $0.connected } }
+    public var lastAcknowledgement: UTCInstant? { link.withLock { $0.lastAck } }
+    /// The last reading sequence number the broker acknowledged in this run (0 before the first).
+    public var readingsAcknowledged: UInt64 { link.withLock { $0.readingsAcked } }
+
     /// Re-publication jobs asked for by the hub through a technician (`kilntally uplink resend`).
     private let resends: (stream: AsyncStream<ResendJob>, continuation: AsyncStream<ResendJob>.Continuation) = AsyncStream.makeStream()
 
@@ -112,6 +119,9 @@ public final class Uplink: Sendable {
     }
 
     private func log(_ event: MQTTConnectionEvent) {
+        link.withLock {
+            if case .connected = event { $0.connected = true } else { $0.connected = false }
+        }
         switch event {
         case .connected:
             logger.info("connected to MQTT broker")
@@ -194,6 +204,10 @@ public final class Uplink: Sendable {
                                       qos: config.readingsQoS, retain: false)
             guard await deliver(message, client, what: "readings \(batch.first!.seq)...\(lastSeq)") else { return await finish(nil) }
             acked = lastSeq
+            link.withLock { l in
+                l.lastAck = clock.now()
+                if lane != "resend" { l.readingsAcked = max(l.readingsAcked, lastSeq) }
+            }
             // The cursor file is replaced atomically (two fsyncs): at most every `cursorInterval`, and when caught
             // up. A crash in between re-sends at most that much (at least once, same sequence numbers), never loses.
             if saveCursor, ContinuousClock.now - lastSave >= Self.cursorInterval {

@@ -26,6 +26,8 @@ struct KilnTallyd: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
+        // A peer that goes away mid-write (a CLI client, a broker) must cost an EPIPE, never the process.
+        signal(SIGPIPE, SIG_IGN)
         let configuration: KilnTallyConfiguration
         do {
             configuration = try KilnTallyConfiguration.load(file: config)

@@ -15,7 +15,7 @@ struct ControlSocketTests {
         logger.logLevel = .critical
         return try ControlServer(path: dir.file("k.sock"), logger: logger) { op, request throws(ControlError) in
             switch op {
-            case "echo": return ["n": request["n"] ?? "none"]
+            case "echo": return try ControlServer.json(["n": "\(request["n"] ?? "none")"])
             case "fail": throw ControlError("as asked")
             default: throw ControlError("unknown op \(op)")
             }

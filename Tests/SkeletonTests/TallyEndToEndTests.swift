@@ -249,6 +249,20 @@ struct TallyEndToEndTests {
         let (rc5, out5) = try await rig.cli(["uplink", "resend", "--from-seq", "1", "--socket", rig.dir.file("nobody.sock")])
         #expect(rc5 == 69 && out5.contains("cannot reach the daemon"), "\(out5)")
 
+        // kilntally status: buses and devices answering, the stores, the uplink, the open shift (JSON and table).
+        let (rc6, out6) = try await rig.cli(["status", "--json", "--socket", rig.socket])
+        #expect(rc6 == 0, "\(out6)")
+        let status = try #require(try JSONSerialization.jsonObject(with: Data(out6.utf8)) as? [String: Any])
+        #expect((status["node"] as? [String: Any])?["site"] as? String == "plant-a")
+        let devices = (status["buses"] as? [[String: Any]] ?? []).flatMap { $0["devices"] as? [[String: Any]] ?? [] }
+        #expect(Set(devices.compactMap { $0["device"] as? String }) == ["wb", "belt"])
+        #expect(devices.allSatisfy { $0["state"] as? String == "up" && $0["last_good_read"] is String })
+        #expect((status["uplink"] as? [String: Any])?["connected"] as? Bool == true)
+        let current = (status["tally"] as? [String: Any])?["current"] as? [String: Any]
+        #expect((current?["streams"] as? [[String: Any]])?.first?["name"] as? String == "msw")
+        let (rc7, out7) = try await rig.cli(["status", "--socket", rig.socket])
+        #expect(rc7 == 0 && out7.contains("DEVICE") && out7.contains("uplink: connected"), "\(out7)")
+
         // The plant goes quiet: both devices stop answering, which the hub hears as events.
         rig.simulator.stop()
         simulatorRunning = false

@@ -1,0 +1,119 @@
+import Foundation
+import Simulator
+import Synchronization
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fake systemd: a datagram socket the daemon gets as `$NOTIFY_SOCKET`, and what it receives.
+final class FakeNotifySocket: Sendable {
+    let path: String
+    private let fd: Int32
+    private let received = Mutex<[(time: ContinuousClock.Instant, message: String)]>([])
+
+    init(_ dir: TemporaryDirectory) throws {
+        path = dir.file("notify.sock")
+        let sock = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        fd = sock
+        var a = sockaddr_un()
+        a.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &a.sun_path) { raw in for (i, b) in Array(path.utf8).enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else { throw PeerError("bind \(path): \(errno)") }
+        Thread { [self] in
+            let fd = sock
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return }
+                let text = String(decoding: buffer[0..<n], as: UTF8.self)
+                received.withLock { $0.append((.now, text)) }
+            }
+        }.start()
+    }
+
+    var messages: [(time: ContinuousClock.Instant, message: String)] { received.withLock { $0 } }
+    func count(_ prefix: String) -> Int { messages.filter { $0.message.hasPrefix(prefix) || $0.message.contains("\n" + prefix) }.count }
+
+    deinit {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
+}
+
+@Suite("systemd notify and watchdog", .serialized)
+struct SystemdNotifyTests {
+    func start(_ dir: TemporaryDirectory, notify: FakeNotifySocket, hangBus: Bool = false) async throws -> (daemon: PeerProcess, sim: PeerProcess) {
+        let simPort = try FreePort.allocate()
+        let sim = try PeerProcess(name: "simulator", executable: try RepoPaths.builtProduct("kilntally"),
+                                  arguments: ["simulate", "--listen", "127.0.0.1:\(simPort)"], logDirectory: dir.path)
+        try await sim.waitForPort(simPort)
+        let config = """
+            [node]
+            site = "plant-a"
+            name = "kiln1"
+            [mqtt]
+            host = "127.0.0.1"
+            port = \(try FreePort.allocate())
+
+            """ + BeltScaleSimulator.exampleDeviceConfig(port: simPort, pollInterval: "200ms")
+        try config.write(toFile: dir.file("kilntally.toml"), atomically: true, encoding: .utf8)
+        var env = ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"]
+        if hangBus { env["KILNTALLY_DEBUG_HANG_BUS"] = "sim" }
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", dir.file("kilntally.toml"), "--state-dir", dir.file("state"),
+                                                 "--socket", dir.file("k.sock")],
+                                     environment: env, logDirectory: dir.path)
+        return (daemon, sim)
+    }
+
+    @Test("READY after the barrier, WATCHDOG every half interval through a device outage (the outage shows in STATUS), STOPPING and exit 0 within the bound on SIGTERM")
+    func lifecycle() async throws {
+        let dir = try TemporaryDirectory()
+        let notify = try FakeNotifySocket(dir)
+        let (daemon, sim) = try await start(dir, notify: notify)
+        defer { daemon.stop(); sim.stop() }
+        try await daemon.waitUntil("READY=1", timeout: .seconds(20)) { notify.count("READY=1") == 1 }
+        let ready = try #require(notify.messages.first { $0.message.contains("READY=1") })
+        #expect(ready.message.contains("STATUS="))
+        #expect(daemon.log().contains("ready:"))
+        // Nothing before READY but nothing at all: WATCHDOG pings start after it.
+        #expect(notify.messages.first?.message.contains("READY=1") == true)
+        try await daemon.waitUntil("device answering in STATUS", timeout: .seconds(10)) {
+            notify.messages.last?.message.contains("1/1 devices answering") == true
+        }
+        // The plant goes away: the daemon is still alive, so the pings go on, and STATUS says what is wrong.
+        sim.stop()
+        try await daemon.waitUntil("the outage in STATUS", timeout: .seconds(15)) {
+            notify.messages.last?.message.contains("0/1 devices answering") == true
+        }
+        let before = notify.count("WATCHDOG=1")
+        try await Task.sleep(for: .seconds(3))
+        #expect(notify.count("WATCHDOG=1") >= before + 4, "pings at half the 1 s interval continue through the outage")
+        let stopAsked = ContinuousClock.now
+        daemon.signal(SIGTERM)
+        #expect(try await daemon.waitForExit(timeout: .seconds(20)) == 0, "\(daemon.log())")
+        let stopTook = ContinuousClock.now - stopAsked
+        #expect(stopTook < .seconds(15), "stopped in \(stopTook): the unit's TimeoutStopSec is 20 s")
+        #expect(notify.count("STOPPING=1") == 1)
+    }
+
+    @Test("a hung bus thread (debug fault hook) stops the WATCHDOG pings and says so in STATUS")
+    func hungExecutorStopsPings() async throws {
+        let dir = try TemporaryDirectory()
+        let notify = try FakeNotifySocket(dir)
+        let (daemon, sim) = try await start(dir, notify: notify, hangBus: true)
+        defer { daemon.killHard(); sim.stop() }
+        try await daemon.waitUntil("READY=1", timeout: .seconds(20)) { notify.count("READY=1") == 1 }
+        try await daemon.waitUntil("NOT ALIVE in STATUS", timeout: .seconds(30)) {
+            notify.messages.contains { $0.message.contains("NOT ALIVE: bus sim") }
+        }
+        let notAlive = try #require(notify.messages.first { $0.message.contains("NOT ALIVE") }?.time)
+        try await Task.sleep(for: .seconds(2))
+        #expect(!notify.messages.contains { $0.time > notAlive && $0.message.contains("WATCHDOG=1") }, "no ping after the thread hung")
+        #expect(daemon.log().contains("not alive, watchdog pings stopped"))
+        #expect(notify.count("WATCHDOG=1") > 0, "pings went out before the hang")
+    }
+}
