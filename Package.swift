@@ -65,6 +65,7 @@ let package = Package(
             "KilnTallyCore", "Acquisition", "RingStore", "Uplink", "Tally",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "kilntallyd", dependencies: [
             "KilnTallyDaemon",

@@ -5,40 +5,70 @@ import Logging
 import ModbusKit
 import RingStore
 import ServiceLifecycle
+import Synchronization
 import Tally
 import Uplink
 
+/// The bus pollers running now, one task (and one connection thread) per bus. A reload replaces the pollers of the
+/// buses whose configuration changed; the others keep polling undisturbed.
+final class PollerSet: Sendable {
+    private let running = Mutex<[(poller: BusPoller, task: Task<Void, Never>)]>([])
+    private let store: RingStore
+    private let events: EventLog
+
+    init(store: RingStore, events: EventLog) {
+        self.store = store
+        self.events = events
+    }
+
+    var pollers: [BusPoller] { running.withLock { $0.map(\.poller) } }
+
+    func start(_ poller: BusPoller) {
+        let store = self.store, events = self.events
+        let task = Task {
+            await poller.run(
+                // Never waits for the disk: the store commits on its own schedule.
+                deliver: { readings in store.submit(readings) },
+                event: { event in events.record(event) })
+        }
+        running.withLock { $0.append((poller, task)) }
+    }
+
+    /// Stops the poller of `bus` and waits until its connection is closed (a serial line's lock released).
+    func stop(bus: String) async {
+        let stopped = running.withLock { r -> [(poller: BusPoller, task: Task<Void, Never>)] in
+            let s = r.filter { $0.poller.bus.name == bus }
+            r.removeAll { $0.poller.bus.name == bus }
+            return s
+        }
+        for s in stopped {
+            s.task.cancel()
+            await s.task.value
+        }
+    }
+
+    func stopAll() async {
+        for p in pollers { await stop(bus: p.bus.name) }
+    }
+}
+
 /// Polls every bus and appends what it reads to the store. One `BusPoller` (one thread) per bus.
 struct AcquisitionService: Service {
-    let pollers: [BusPoller]
-    let store: RingStore
-    let events: EventLog
+    let pollers: PollerSet
+    let initial: [BusPoller]
     let barrier: ReadinessBarrier
     let logger: Logger
 
     func run() async throws {
-        barrier.arrive("acquisition")
-        await cancelWhenGracefulShutdown {
-            if pollers.isEmpty {
-                // Every bus failed to set up (already logged). Returning would end the service group and make
-                // systemd restart us in a loop; stay up, so status and the uplink keep reporting.
-                logger.error("no bus could be set up: nothing is polled")
-            }
-            await withTaskGroup(of: Void.self) { group in
-                for poller in pollers {
-                    group.addTask {
-                        await poller.run(
-                            deliver: { readings in
-                                // Never waits for the disk: the store commits on its own schedule.
-                                store.submit(readings)
-                            },
-                            event: { event in events.record(event) })
-                    }
-                }
-            }
-            // Pollers only return when cancelled; wait for the shutdown either way.
-            try? await gracefulShutdown()
+        if initial.isEmpty {
+            // Every bus failed to set up (already logged). Returning would end the service group and make systemd
+            // restart us in a loop; stay up, so status and the uplink keep reporting.
+            logger.error("no bus could be set up: nothing is polled")
         }
+        for p in initial { pollers.start(p) }
+        barrier.arrive("acquisition")
+        try? await gracefulShutdown()
+        await pollers.stopAll()
         logger.info("acquisition stopped")
     }
 }
@@ -130,10 +160,10 @@ public enum Daemon {
         let store = try await RingStore(directory: options.stateDirectory + "/readings", options: configuration.store,
                                         clock: options.clock, logger: logger)
 
-        var pollers: [BusPoller] = []
+        var initialPollers: [BusPoller] = []
         for bus in configuration.acquisition.buses {
             do {
-                pollers.append(try BusPoller(bus: bus, devices: configuration.acquisition.devices(on: bus.name),
+                initialPollers.append(try BusPoller(bus: bus, devices: configuration.acquisition.devices(on: bus.name),
                                              clock: options.clock, logger: logger))
             } catch {
                 logger.error("bus \(bus.name) cannot be set up and is not polled: \(error)")
@@ -172,6 +202,10 @@ public enum Daemon {
         // Started in this order, stopped in reverse: systemd hears STOPPING=1, polling stops, then the tally writes its
         // checkpoint, the uplink says offline, the events queued are stored and the ledger closes, and the store
         // commits what is left and closes.
+        let pollers = PollerSet(store: store, events: events)
+        let configurationBox = ConfigurationBox(configuration)
+        let reloader = Reloader(configuration: configurationBox, pollers: pollers, store: store, events: events,
+                                tallyRunning: tallyService != nil, notifier: options.notifier, clock: options.clock, logger: logger)
         let lifecycle = LifecycleService(notifier: options.notifier, barrier: barrier, pollers: pollers, store: store,
                                          storeDeadline: max(configuration.store.syncInterval * 3, .seconds(15)),
                                          uplink: uplink, logger: logger)
@@ -184,8 +218,9 @@ public enum Daemon {
                       serviceName: "events"),
                 .init(service: UplinkService(uplink: uplink, barrier: barrier), serviceName: "uplink"),
             ] + (tallyService.map { [.init(service: $0, serviceName: "tally")] } ?? []) + [
-                .init(service: AcquisitionService(pollers: pollers, store: store, events: events, barrier: barrier, logger: logger),
+                .init(service: AcquisitionService(pollers: pollers, initial: initialPollers, barrier: barrier, logger: logger),
                       serviceName: "acquisition"),
+                .init(service: ReloadService(reloader: reloader), serviceName: "reload"),
                 .init(service: lifecycle, serviceName: "lifecycle"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -197,7 +232,7 @@ public enum Daemon {
         // The control socket: without it the daemon still runs (the online CLI commands say it is unreachable).
         var control: ControlServer?
         do {
-            let context = Context(configuration: configuration, pollers: pollers, store: store, ledger: ledger, uplink: uplink,
+            let context = Context(configuration: configurationBox, pollers: pollers, reloader: reloader, store: store, ledger: ledger, uplink: uplink,
                                   tally: tallyStatus, clock: options.clock, startedAt: info.startedAt, started: started)
             control = try ControlServer(path: options.socketPath, logger: logger) { op, request throws(ControlError) in
                 try await handle(op, request, context)
@@ -218,8 +253,9 @@ public enum Daemon {
 
     /// What the control socket's requests look at.
     struct Context: Sendable {
-        let configuration: KilnTallyConfiguration
-        let pollers: [BusPoller]
+        let configuration: ConfigurationBox
+        let pollers: PollerSet
+        let reloader: Reloader
         let store: RingStore
         let ledger: Ledger
         let uplink: Uplink
@@ -236,6 +272,8 @@ public enum Daemon {
             return try ControlServer.json(["version": KilnTallyVersion.current])
         case "status":
             return try ControlServer.json(await status(c))
+        case "reload":
+            return try ControlServer.json(["result": await c.reloader.reload()])
         case "uplink.resend":
             do {
                 if let from = request["from_seq"] as? Int64 {
@@ -261,19 +299,20 @@ public enum Daemon {
 
     /// `kilntally status`: the node, every bus and device, the stores, the uplink, the tally's open shift.
     static func status(_ c: Context) async -> [String: Any] {
+        let configuration = c.configuration.current
         func ms(_ d: Duration?) -> Any { d.map { Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15 } ?? NSNull() }
         let stats = await c.store.statistics()
         let ledgerRecords = await c.ledger.count
         let acked = c.uplink.readingsAcknowledged
         var out: [String: Any] = [
             "node": [
-                "site": c.configuration.uplink.identity.site, "node": c.configuration.uplink.identity.node,
-                "version": KilnTallyVersion.current, "config_hash": c.configuration.contentHash,
-                "config_file": c.configuration.file, "started_at": c.startedAt.rfc3339,
+                "site": configuration.uplink.identity.site, "node": configuration.uplink.identity.node,
+                "version": KilnTallyVersion.current, "config_hash": configuration.contentHash,
+                "config_file": configuration.file, "started_at": c.startedAt.rfc3339,
                 "uptime_s": Int((ContinuousClock.now - c.started).components.seconds),
                 "clock_synchronized": c.clock.isSynchronized(), "time": c.clock.now().rfc3339,
             ] as [String: Any],
-            "buses": c.pollers.map { p -> [String: Any] in
+            "buses": c.pollers.pollers.map { p -> [String: Any] in
                 let st = p.status
                 return [
                     "bus": st.bus, "endpoint": p.bus.transport.endpoint,
@@ -298,7 +337,7 @@ public enum Daemon {
             ] as [String: Any],
             "ledger": ["records": ledgerRecords],
             "uplink": [
-                "broker": "\(c.configuration.uplink.mqtt.host):\(c.configuration.uplink.mqtt.port)",
+                "broker": "\(configuration.uplink.mqtt.host):\(configuration.uplink.mqtt.port)",
                 "connected": c.uplink.isConnected, "acknowledged_seq": Int(acked),
                 "backlog": acked > 0 && stats.lastDurableSequence > acked ? Int(stats.lastDurableSequence - acked) : NSNull(),
                 "last_ack": c.uplink.lastAcknowledgement?.rfc3339 ?? NSNull(),

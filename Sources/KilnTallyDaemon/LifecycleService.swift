@@ -18,7 +18,7 @@ import Uplink
 struct LifecycleService: Service {
     let notifier: SystemdNotifier
     let barrier: ReadinessBarrier
-    let pollers: [BusPoller]
+    let pollers: PollerSet
     let store: RingStore
     let storeDeadline: Duration
     let uplink: Uplink
@@ -27,7 +27,7 @@ struct LifecycleService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown { await barrier.wait() }
         if !Task.isCancelled, !barrier.waitingFor.isEmpty { return }
-        let summary = await Self.summary(pollers: pollers, store: store, uplink: uplink)
+        let summary = await Self.summary(pollers: pollers.pollers, store: store, uplink: uplink)
         notifier.notify("READY=1\n" + SystemdNotifier.statusLine(summary))
         logger.info("ready: \(summary)")
         // Pings at half the watchdog interval; without a watchdog the status line is still refreshed.
@@ -36,7 +36,7 @@ struct LifecycleService: Service {
             var reported: [String] = []
             while !Task.isCancelled {
                 let problems = liveness()
-                let line = await Self.summary(pollers: pollers, store: store, uplink: uplink)
+                let line = await Self.summary(pollers: pollers.pollers, store: store, uplink: uplink)
                 if problems.isEmpty {
                     notifier.notify("WATCHDOG=1\n" + SystemdNotifier.statusLine(line))
                     if !reported.isEmpty { logger.notice("alive again") }
@@ -56,7 +56,7 @@ struct LifecycleService: Service {
     /// What is stuck, if anything.
     func liveness(now: ContinuousClock.Instant = .now) -> [String] {
         var problems: [String] = []
-        for p in pollers {
+        for p in pollers.pollers {
             let since = now - p.status.lastProgress
             if since > p.livenessDeadline {
                 problems.append("bus \(p.bus.name)'s scheduler has not finished a turn for \(since) (deadline \(p.livenessDeadline))")

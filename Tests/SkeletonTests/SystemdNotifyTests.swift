@@ -116,4 +116,47 @@ struct SystemdNotifyTests {
         #expect(daemon.log().contains("not alive, watchdog pings stopped"))
         #expect(notify.count("WATCHDOG=1") > 0, "pings went out before the hang")
     }
+
+    func configHash(_ dir: TemporaryDirectory) async throws -> String? {
+        let p = try PeerProcess(name: "status-\(UInt32.random(in: 0...UInt32.max))", executable: try RepoPaths.builtProduct("kilntally"),
+                                arguments: ["status", "--json", "--socket", dir.file("k.sock")], logDirectory: dir.path)
+        guard try await p.waitForExit() == 0 else { return nil }
+        let o = try JSONSerialization.jsonObject(with: Data(p.log().utf8)) as? [String: Any]
+        return (o?["node"] as? [String: Any])?["config_hash"] as? String
+    }
+
+    @Test("SIGHUP with a valid config: RELOADING then READY, the changed bus restarted, the new hash in force; with an invalid one: refused, logged, the old one keeps running")
+    func reload() async throws {
+        let dir = try TemporaryDirectory()
+        let notify = try FakeNotifySocket(dir)
+        let (daemon, sim) = try await start(dir, notify: notify)
+        defer { daemon.stop(); sim.stop() }
+        try await daemon.waitUntil("READY=1", timeout: .seconds(20)) { notify.count("READY=1") == 1 }
+        try await daemon.waitUntil("the control socket") { FileManager.default.fileExists(atPath: dir.file("k.sock")) }
+        let first = try #require(try await configHash(dir))
+        // A valid edit: the device is polled twice as often.
+        let path = dir.file("kilntally.toml")
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+        try original.replacingOccurrences(of: #"poll_interval = "200ms""#, with: #"poll_interval = "100ms""#)
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        try await daemon.waitUntil("the reload applied", timeout: .seconds(15)) { notify.count("READY=1") == 2 }
+        #expect(notify.count("RELOADING=1") == 1)
+        let reloading = try #require(notify.messages.first { $0.message.contains("RELOADING=1") })
+        #expect(reloading.message.contains("MONOTONIC_USEC="))
+        #expect(daemon.log().contains("buses restarted: sim"), "\(daemon.log())")
+        let second = try #require(try await configHash(dir))
+        #expect(second != first)
+        // An invalid edit: refused with the error, the running configuration stays, polling goes on.
+        try (original + "\n[mqtt.nonsense]\nkey = 1\n").write(toFile: path, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        try await daemon.waitUntil("the reload refused", timeout: .seconds(15)) { notify.count("READY=1") == 3 }
+        #expect(daemon.log().contains("reload refused"), "\(daemon.log())")
+        #expect(daemon.log().contains("nonsense"))
+        #expect(try await configHash(dir) == second)
+        #expect(daemon.isRunning)
+        try await daemon.waitUntil("still polling", timeout: .seconds(10)) {
+            notify.messages.last?.message.contains("1/1 devices answering") == true
+        }
+    }
 }
