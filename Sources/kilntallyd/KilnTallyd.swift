@@ -38,11 +38,7 @@ struct KilnTallyd: AsyncParsableCommand {
             throw ExitCode(KilnTallyExit.configError.rawValue)
         }
         let level = logLevel.flatMap(Logger.Level.init(rawValue:)) ?? configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "kilntallyd")
         do {
             try await Daemon.run(configuration: configuration, options: .init(stateDirectory: stateDir, socketPath: socket), logger: logger)

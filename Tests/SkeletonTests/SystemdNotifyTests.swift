@@ -159,4 +159,58 @@ struct SystemdNotifyTests {
             notify.messages.last?.message.contains("1/1 devices answering") == true
         }
     }
+
+    @Test("under systemd (JOURNAL_STREAM is stderr) log lines carry their syslog priority and no timestamp; elsewhere a timestamp and the level")
+    func journalFriendlyLogs() async throws {
+        let dir = try TemporaryDirectory()
+        let config = """
+            [node]
+            site = "plant-a"
+            name = "kiln1"
+            [mqtt]
+            host = "127.0.0.1"
+            port = \(try FreePort.allocate())
+            [[bus]]
+            name = "plc"
+            kind = "tcp"
+            host = "127.0.0.1"
+            port = \(try FreePort.allocate())
+            [[device]]
+            name = "belt"
+            bus = "plc"
+              [[device.channel]]
+              name = "rate"
+              table = "holding"
+              address = 0
+              type = "uint16"
+              unit = "t/h"
+            """
+        try config.write(toFile: dir.file("k.toml"), atomically: true, encoding: .utf8)
+        let daemon = try RepoPaths.builtProduct("kilntallyd")
+        func run(journal: Bool) async throws -> String {
+            let log = dir.file(journal ? "journal.log" : "plain.log")
+            // stderr goes to a file; JOURNAL_STREAM names that very file, as systemd names its journal stream.
+            let script = ": > '\(log)'; "
+                + (journal ? "export JOURNAL_STREAM=$(stat -c %d:%i '\(log)'); " : "unset JOURNAL_STREAM; ")
+                + "exec '\(daemon)' --config '\(dir.file("k.toml"))' --state-dir '\(dir.file(journal ? "s1" : "s2"))' --socket '\(dir.file(journal ? "a.sock" : "b.sock"))' 2>>'\(log)'"
+            let p = try PeerProcess(name: journal ? "journal" : "plain", executable: "/bin/sh", arguments: ["-c", script], logDirectory: dir.path)
+            try await p.waitUntil("the device error logged", timeout: .seconds(15)) {
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("is not answering")
+            }
+            p.signal(SIGTERM)
+            _ = try await p.waitForExit()
+            return try String(contentsOfFile: log, encoding: .utf8)
+        }
+        let journal = try await run(journal: true)
+        let lines = journal.split(separator: "\n")
+        #expect(lines.allSatisfy { $0.hasPrefix("<") }, "\(journal)")
+        #expect(lines.contains { $0.hasPrefix("<6>kilntallyd 0.1.0 starting") || $0.hasPrefix("<6>kilntallyd") })
+        let deviceError = try #require(lines.first { $0.contains("is not answering") })
+        #expect(deviceError.hasPrefix("<3>") && deviceError.contains("device=belt") && deviceError.contains("bus=plc") && deviceError.contains("call="),
+                "\(deviceError)")
+        #expect(!journal.contains("T0") || !lines.contains { $0.dropFirst(3).prefix(4).allSatisfy(\.isNumber) }, "no timestamps in the journal form")
+        let plain = try await run(journal: false)
+        let first = try #require(plain.split(separator: "\n").first)
+        #expect(first.prefix(4).allSatisfy(\.isNumber) && first.contains(" info "), "\(first)")
+    }
 }
