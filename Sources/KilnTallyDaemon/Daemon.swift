@@ -274,6 +274,10 @@ public enum Daemon {
             return try ControlServer.json(await status(c))
         case "reload":
             return try ControlServer.json(["result": await c.reloader.reload()])
+        case "ticket.correct":
+            return try ControlServer.json(try correct(request, c))
+        case "ledger.records":
+            return try ControlServer.json(try await records(request, c))
         case "uplink.resend":
             do {
                 if let from = request["from_seq"] as? Int64 {
@@ -294,6 +298,68 @@ public enum Daemon {
             throw ControlError("uplink.resend needs from_seq or shift")
         default:
             throw ControlError("unknown op \(op)")
+        }
+    }
+
+    /// A ticket correction (`kilntally ticket set-material|void`): stored as an input of the tally, in order with the
+    /// readings, so a replay applies it at the same point; the tally makes the ticket's next revision (flag S) and,
+    /// if its shift has closed, the report's. It never touches a device.
+    static func correct(_ r: [String: any Sendable], _ c: Context) throws(ControlError) -> [String: Any] {
+        guard c.tally != nil else { throw ControlError("this node has no tally (no [[stream]] or [[weighbridge]] configured)") }
+        guard let action = r["action"] as? String, ["set_material", "void"].contains(action) else {
+            throw ControlError("action must be set_material or void")
+        }
+        guard let ticket = r["ticket"] as? String, !ticket.isEmpty else { throw ControlError("no ticket id") }
+        guard let who = r["operator"] as? String, !who.isEmpty else { throw ControlError("no operator: a correction names who made it") }
+        guard let reason = r["reason"] as? String, !reason.isEmpty else { throw ControlError("no reason: a correction says why") }
+        var object: [String: JSONValue] = ["action": .string(action), "ticket": .string(ticket), "operator": .string(who),
+                                           "reason": .string(reason)]
+        if action == "set_material" {
+            guard let material = r["material"] as? String, !material.isEmpty else { throw ControlError("set_material needs a material") }
+            object["material"] = .string(material)
+        }
+        guard let json = try? CanonicalJSON.serialize(.object(object)) else { throw ControlError("the correction cannot be encoded") }
+        let reading = Reading(device: TallyEngine.correctionDevice, channel: TallyEngine.correctionChannel, time: c.clock.now(),
+                              value: .string(String(decoding: json, as: UTF8.self)), clockSynchronized: c.clock.isSynchronized())
+        guard let seq = c.store.submit([reading]) else { throw ControlError("the correction could not be stored") }
+        return ["stored_as_reading": Int(seq.lowerBound), "ticket": ticket, "action": action]
+    }
+
+    /// The newest `last` ledger records of one type (report, ticket or event), oldest first; optionally of one shift.
+    static func records(_ r: [String: any Sendable], _ c: Context) async throws(ControlError) -> [[String: Any]] {
+        guard let type = r["type"] as? String, ["report", "ticket", "event"].contains(type) else {
+            throw ControlError("type must be report, ticket or event")
+        }
+        let want = max(1, min(Int(r["last"] as? Int64 ?? 10), 1_000))
+        let shift = r["shift"] as? String
+        var found: [LedgerRecord] = []
+        do {
+            let newest = await c.ledger.lastSequence
+            var window: UInt64 = 512
+            // Scan backwards in growing windows until enough are found or the ledger's start is reached.
+            while true {
+                let start = newest > window ? newest - window : 0
+                var seq = start
+                var batch: [LedgerRecord] = []
+                while seq < newest {
+                    let chunk = try await c.ledger.read(after: seq, limit: 1_000)
+                    guard let last = chunk.last else { break }
+                    seq = last.sequence
+                    batch += chunk.filter { rec in
+                        rec.type == type && (shift == nil || (try? JSONSerialization.jsonObject(with: Data(rec.body)) as? [String: Any])?["shift"] as? String == shift)
+                    }
+                }
+                found = batch
+                if found.count >= want || start == 0 { break }
+                window *= 4
+            }
+        } catch {
+            throw ControlError("the ledger cannot be read: \(error)")
+        }
+        return found.suffix(want).compactMap { rec in
+            guard var o = (try? JSONSerialization.jsonObject(with: Data(rec.body))) as? [String: Any] else { return nil }
+            if type == "event" { o["seq"] = Int(rec.sequence) }
+            return o
         }
     }
 

@@ -263,6 +263,25 @@ struct TallyEndToEndTests {
         let (rc7, out7) = try await rig.cli(["status", "--socket", rig.socket])
         #expect(rc7 == 0 && out7.contains("DEVICE") && out7.contains("uplink: connected"), "\(out7)")
 
+        // The ledger through the daemon, and a correction: the ticket's material set by an operator (revision 3, flag S).
+        let (rc8, out8) = try await rig.cli(["tickets", "--socket", rig.socket])
+        #expect(rc8 == 0 && out8.contains("wb-1 rev 2 closed"), "\(out8)")
+        let (rc9, out9) = try await rig.cli(["shifts", "--last", "2", "--socket", rig.socket])
+        #expect(rc9 == 0 && out9.split(separator: "\n").count == 2 && out9.contains("msw"), "\(out9)")
+        let (rc10, out10) = try await rig.cli(["ticket", "set-material", "wb-1", "rdf", "--reason", "wrong bunker", "--operator", "zhang",
+                                               "--socket", rig.socket])
+        #expect(rc10 == 0, "\(out10)")
+        let corrected = try await hub.waitForMessages(count: 1, timeout: .seconds(15)) {
+            $0.topic.hasSuffix("/tickets") && $0.payload.contains(#""revision":3"#)
+        }
+        let revised = try #require(try JSONSerialization.jsonObject(with: Data(corrected[0].payload.utf8)) as? [String: Any])
+        #expect(revised["material"] as? String == "rdf" && revised["flag"] as? String == "S")
+        #expect(((revised["corrections"] as? [[String: Any]])?.first?["operator"] as? String) == "zhang")
+        let (rc11, out11) = try await rig.cli(["events", "--socket", rig.socket])
+        #expect(rc11 == 0 && out11.contains("ticket_corrected"), "\(out11)")
+        let (rc12, out12) = try await rig.cli(["ticket", "void", "wb-99", "--reason", "x", "--operator", "zhang", "--socket", rig.socket])
+        #expect(rc12 == 0, "\(out12)")  // stored; the tally refuses it (no such ticket) with an event
+
         // The plant goes quiet: both devices stop answering, which the hub hears as events.
         rig.simulator.stop()
         simulatorRunning = false
