@@ -7,12 +7,12 @@
 #   - A project virtual environment .venv/ with pymodbus (Modbus TCP/RTU server peer), paho-mqtt (hub subscriber
 #     peer), jsonschema with rfc3339-validator (payload validation in tests, "date-time" checked), pyyaml (reads the
 #     AsyncAPI document) and rfc8785 (an independent JCS canonicalizer that tests recompute the ledger's hash chain
-#     with).
+#     with), prometheus-client (its parser checks the metrics text in tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libmodbus-dev libmosquitto-dev mosquitto mosquitto-clients socat python3-venv pkg-config tzdata)
-PIP_PACKAGES=("pymodbus[serial]==3.*" "paho-mqtt==2.*" "jsonschema" "rfc3339-validator" "pyyaml" "rfc8785")
+PIP_PACKAGES=("pymodbus[serial]==3.*" "paho-mqtt==2.*" "jsonschema" "rfc3339-validator" "pyyaml" "rfc8785" "prometheus-client")
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -35,7 +35,7 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null
     rm -rf .venv
     "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c 'import pymodbus, serial, paho.mqtt, jsonschema, rfc3339_validator, yaml, rfc8785' 2>/dev/null; then
+if ! .venv/bin/python -c 'import pymodbus, serial, paho.mqtt, jsonschema, rfc3339_validator, yaml, rfc8785, prometheus_client' 2>/dev/null; then
     echo "setup: installing Python test peers into .venv"
     .venv/bin/pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
 fi

@@ -24,6 +24,9 @@ public struct KilnTallyConfiguration: Sendable {
     public var tally: TallySettings
     /// Stocks that close the materials' balances.
     public var stocks: [StockConfig]
+    /// `[metrics] textfile`: where to write the Prometheus metrics for node_exporter's textfile collector.
+    public var metricsTextfile: String?
+    public var metricsInterval: Duration = .seconds(15)
 
     /// The tally's setup from the configuration: each stream's source with its totalizer's parameters taken from
     /// the channel's role, each weighbridge's channels found by role (the config check has validated both).
@@ -69,6 +72,10 @@ public struct KilnTallyConfiguration: Sendable {
         schema.register(ShiftCalendar.configSection)
         schema.register(TallySettings.configSection)
         schema.register(StockConfig.configSection)
+        schema.register(ConfigKey("metrics", .table(ConfigTable([
+            ConfigKey("textfile", .string, doc: "Write the metrics (Prometheus text format, as `kilntally metrics` prints them) to this file, replaced atomically, for node_exporter's textfile collector (e.g. /var/lib/prometheus/node-exporter/kilntally.prom; the directory must exist and be writable by the daemon)."),
+            ConfigKey("interval", .duration, default: .string("15s"), doc: "How often the textfile is rewritten."),
+        ])), doc: "Metrics for Prometheus."))
         return schema
     }
 
@@ -119,6 +126,8 @@ public struct KilnTallyConfiguration: Sendable {
         return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
                                       acquisition: acquisition, uplink: uplink, store: store, streams: streams,
                                       weighbridges: weighbridges, shifts: shifts ?? .standard,
-                                      tally: TallySettings.decode(root), stocks: stocks)
+                                      tally: TallySettings.decode(root), stocks: stocks,
+                                      metricsTextfile: root.table("metrics")?.string("textfile"),
+                                      metricsInterval: root.table("metrics")?.duration("interval") ?? .seconds(15))
     }
 }

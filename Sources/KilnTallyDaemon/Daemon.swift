@@ -209,6 +209,12 @@ public enum Daemon {
         let lifecycle = LifecycleService(notifier: options.notifier, barrier: barrier, pollers: pollers, store: store,
                                          storeDeadline: max(configuration.store.syncInterval * 3, .seconds(15)),
                                          uplink: uplink, logger: logger)
+        let context = Context(configuration: configurationBox, pollers: pollers, reloader: reloader, store: store, ledger: ledger,
+                              uplink: uplink, tally: tallyStatus, clock: options.clock, startedAt: info.startedAt, started: started)
+        let metricsFile: [ServiceGroupConfiguration.ServiceConfiguration] = configuration.metricsTextfile.map {
+            [.init(service: MetricsTextfileService(path: $0, interval: configuration.metricsInterval, context: context, logger: logger),
+                   serviceName: "metrics")]
+        } ?? []
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: StoreService(store: store, events: events, clock: options.clock, barrier: barrier, logger: logger),
@@ -221,6 +227,7 @@ public enum Daemon {
                 .init(service: AcquisitionService(pollers: pollers, initial: initialPollers, barrier: barrier, logger: logger),
                       serviceName: "acquisition"),
                 .init(service: ReloadService(reloader: reloader), serviceName: "reload"),
+            ] + metricsFile + [
                 .init(service: lifecycle, serviceName: "lifecycle"),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -232,8 +239,6 @@ public enum Daemon {
         // The control socket: without it the daemon still runs (the online CLI commands say it is unreachable).
         var control: ControlServer?
         do {
-            let context = Context(configuration: configurationBox, pollers: pollers, reloader: reloader, store: store, ledger: ledger, uplink: uplink,
-                                  tally: tallyStatus, clock: options.clock, startedAt: info.startedAt, started: started)
             control = try ControlServer(path: options.socketPath, logger: logger) { op, request throws(ControlError) in
                 try await handle(op, request, context)
             }
@@ -276,6 +281,8 @@ public enum Daemon {
             return try ControlServer.json(["result": await c.reloader.reload()])
         case "ticket.correct":
             return try ControlServer.json(try correct(request, c))
+        case "metrics":
+            return try ControlServer.json(await Metrics.render(c))
         case "ledger.records":
             return try ControlServer.json(try await records(request, c))
         case "uplink.resend":

@@ -139,3 +139,13 @@ struct Events: ParsableCommand {
         }
     }
 }
+
+struct MetricsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "Print the daemon's metrics in the Prometheus text format.")
+    @Option(help: "The daemon's control socket.") var socket: String = DefaultPaths.socket
+
+    func run() throws {
+        print(try daemonRequest(["op": "metrics"], socket: socket, command: "metrics") as? String ?? "", terminator: "")
+    }
+}

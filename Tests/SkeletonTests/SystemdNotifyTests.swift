@@ -58,6 +58,10 @@ struct SystemdNotifyTests {
             host = "127.0.0.1"
             port = \(try FreePort.allocate())
 
+            [metrics]
+            textfile = "\(dir.file("kilntally.prom"))"
+            interval = "1s"
+
             """ + BeltScaleSimulator.exampleDeviceConfig(port: simPort, pollInterval: "200ms")
         try config.write(toFile: dir.file("kilntally.toml"), atomically: true, encoding: .utf8)
         var env = ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"]
@@ -83,6 +87,18 @@ struct SystemdNotifyTests {
         #expect(notify.messages.first?.message.contains("READY=1") == true)
         try await daemon.waitUntil("device answering in STATUS", timeout: .seconds(10)) {
             notify.messages.last?.message.contains("1/1 devices answering") == true
+        }
+        // Metrics: `kilntally metrics` and the textfile, both valid for Prometheus' own parser, with the device's polls.
+        let metrics = try PeerProcess(name: "metrics", executable: try RepoPaths.builtProduct("kilntally"),
+                                      arguments: ["metrics", "--socket", dir.file("k.sock")], logDirectory: dir.path)
+        #expect(try await metrics.waitForExit() == 0, "\(metrics.log())")
+        try metrics.log().write(toFile: dir.file("cli.prom"), atomically: true, encoding: .utf8)
+        try await daemon.waitUntil("the metrics textfile") { FileManager.default.fileExists(atPath: dir.file("kilntally.prom")) }
+        for file in ["cli.prom", "kilntally.prom"] {
+            let parsed = try await runTool(RepoPaths.venvPython, [RepoPaths.peerScript("prom_check.py"), dir.file(file)], in: dir, name: "prom-\(file)")
+            #expect(parsed.contains(#"kilntally_device_up{bus="sim",device="belt1",node="kiln1",site="plant-a"} 1.0"#), "\(parsed)")
+            #expect(parsed.contains("kilntally_device_polls_total{"), "\(parsed)")
+            #expect(parsed.contains("kilntally_store_last_sequence{"))
         }
         // The plant goes away: the daemon is still alive, so the pings go on, and STATUS says what is wrong.
         sim.stop()
