@@ -281,6 +281,8 @@ public enum Daemon {
             return try ControlServer.json(["result": await c.reloader.reload()])
         case "ticket.correct":
             return try ControlServer.json(try correct(request, c))
+        case "readings":
+            return try ControlServer.json(try await readings(request, c))
         case "metrics":
             return try ControlServer.json(await Metrics.render(c))
         case "ledger.records":
@@ -330,6 +332,37 @@ public enum Daemon {
                               value: .string(String(decoding: json, as: UTF8.self)), clockSynchronized: c.clock.isSynchronized())
         guard let seq = c.store.submit([reading]) else { throw ControlError("the correction could not be stored") }
         return ["stored_as_reading": Int(seq.lowerBound), "ticket": ticket, "action": action]
+    }
+
+    /// Stored readings after `after` (0: the newest few), optionally of one device: what `kilntally tail` follows.
+    static func readings(_ r: [String: any Sendable], _ c: Context) async throws(ControlError) -> [String: Any] {
+        let device: DeviceID? = (r["device"] as? String).map { DeviceID($0) }
+        let limit = max(1, min(Int(r["limit"] as? Int64 ?? 500), 5_000))
+        let newest = await c.store.lastSequence
+        var after = UInt64(max(0, r["after"] as? Int64 ?? 0))
+        if after == 0 { after = newest > 20 ? newest - 20 : 0 }
+        var filter: (@Sendable (Reading) -> Bool)?
+        if let device {
+            filter = { (reading: Reading) -> Bool in reading.device == device }
+        }
+        let result: RingStore.ReadResult
+        do {
+            result = try await c.store.read(after: after, limit: limit, filter: filter)
+        } catch {
+            throw ControlError("the store cannot be read: \(error)")
+        }
+        var lines: [[String: Any]] = []
+        for (seq, reading) in result.readings {
+            var w = JSONWriter()
+            w.beginObject()
+            w.field("seq", seq)
+            w.readingFields(reading)
+            w.endObject()
+            if let o = (try? JSONSerialization.jsonObject(with: Data(w.bytes))) as? [String: Any] { lines.append(o) }
+        }
+        // The position to ask from next: past what was returned, or (filtered) past everything durable scanned.
+        let next = result.readings.count < limit ? max(after, newest) : (result.readings.last?.seq ?? after)
+        return ["readings": lines, "next": Int(next)]
     }
 
     /// The newest `last` ledger records of one type (report, ticket or event), oldest first; optionally of one shift.

@@ -149,3 +149,33 @@ struct MetricsCommand: ParsableCommand {
         print(try daemonRequest(["op": "metrics"], socket: socket, command: "metrics") as? String ?? "", terminator: "")
     }
 }
+
+struct Tail: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Follow the readings the daemon stores (the last few, then new ones as they come), one line each.")
+    @Option(help: "Only this device's readings.") var device: String?
+    @Option(help: "Stop after this many readings (default: follow until interrupted).") var count: Int?
+    @OptionGroup var options: OnlineOptions
+
+    func run() throws {
+        var after = 0
+        var shown = 0
+        while count.map({ shown < $0 }) ?? true {
+            var request: [String: Any] = ["op": "readings", "after": after]
+            if let device { request["device"] = device }
+            let result = try daemonRequest(request, socket: options.socket, command: "tail") as? [String: Any] ?? [:]
+            for r in result["readings"] as? [[String: Any]] ?? [] {
+                if let count, shown >= count { break }
+                shown += 1
+                if options.json {
+                    try printJSON(r)
+                } else {
+                    let s = RecordsQuery.s
+                    print("\(s(r["seq"])) \(s(r["time"])) \(s(r["device"]))/\(s(r["channel"])) \(s(r["value"]))\(r["unit"].map { " \($0)" } ?? "") \(s(r["quality"]))")
+                }
+            }
+            after = result["next"] as? Int ?? after
+            if count.map({ shown < $0 }) ?? true { usleep(300_000) }
+        }
+    }
+}

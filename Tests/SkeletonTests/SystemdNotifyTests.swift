@@ -100,6 +100,25 @@ struct SystemdNotifyTests {
             #expect(parsed.contains("kilntally_device_polls_total{"), "\(parsed)")
             #expect(parsed.contains("kilntally_store_last_sequence{"))
         }
+        // tail follows the stored readings.
+        let tail = try PeerProcess(name: "tail", executable: try RepoPaths.builtProduct("kilntally"),
+                                   arguments: ["tail", "--count", "5", "--device", "belt1", "--socket", dir.file("k.sock")], logDirectory: dir.path)
+        #expect(try await tail.waitForExit() == 0, "\(tail.log())")
+        let tailLines = tail.log().split(separator: "\n")
+        #expect(tailLines.count == 5 && tailLines.allSatisfy { $0.contains(" belt1/") && $0.hasSuffix(" good") }, "\(tail.log())")
+        // The status protocol under random bytes: the daemon stays up and answers the next valid request.
+        let socketPath = dir.file("k.sock")
+        try await ControlSocketTests.offPool {
+            var rng = SystemRandomNumberGenerator()
+            for _ in 0..<100 {
+                let bytes = (0..<Int.random(in: 0...2_000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) } + [0x0A]
+                _ = try ControlSocketTests.raw(socketPath, bytes)
+            }
+        }
+        #expect(daemon.isRunning)
+        let afterFuzz = try PeerProcess(name: "status-after-fuzz", executable: try RepoPaths.builtProduct("kilntally"),
+                                        arguments: ["status", "--socket", socketPath], logDirectory: dir.path)
+        #expect(try await afterFuzz.waitForExit() == 0, "\(afterFuzz.log())")
         // The plant goes away: the daemon is still alive, so the pings go on, and STATUS says what is wrong.
         sim.stop()
         try await daemon.waitUntil("the outage in STATUS", timeout: .seconds(15)) {
