@@ -281,6 +281,8 @@ public enum Daemon {
             return try ControlServer.json(["result": await c.reloader.reload()])
         case "ticket.correct":
             return try ControlServer.json(try correct(request, c))
+        case "probe":
+            return try ControlServer.json(try await probe(request, c))
         case "readings":
             return try ControlServer.json(try await readings(request, c))
         case "metrics":
@@ -332,6 +334,26 @@ public enum Daemon {
                               value: .string(String(decoding: json, as: UTF8.self)), clockSynchronized: c.clock.isSynchronized())
         guard let seq = c.store.submit([reading]) else { throw ControlError("the correction could not be stored") }
         return ["stored_as_reading": Int(seq.lowerBound), "ticket": ticket, "action": action]
+    }
+
+    /// `kilntally probe` on a bus this daemon owns: the read goes through the bus's scheduler, in turn with the polls
+    /// (a second opener of a serial line would be refused, and two masters on one RS-485 line would collide).
+    static func probe(_ r: [String: any Sendable], _ c: Context) async throws(ControlError) -> [String: Any] {
+        guard let bus = r["bus"] as? String, let poller = c.pollers.pollers.first(where: { $0.bus.name == bus }) else {
+            throw ControlError("this daemon does not poll bus \(r["bus"] as? String ?? "(none)")")
+        }
+        guard let tableName = r["table"] as? String, let table = RegisterTable(rawValue: tableName),
+              let unit = (r["unit"] as? Int64).flatMap(UInt8.init(exactly:)),
+              let address = (r["address"] as? Int64).map(Int.init), let count = (r["count"] as? Int64).map(Int.init),
+              (1...(table.isBitTable ? 2000 : 125)).contains(count), (0...65535).contains(address), address + count <= 65536 else {
+            throw ControlError("probe needs bus, unit (0-255), table (coil, discrete, holding, input), address and count within the Modbus limits")
+        }
+        do {
+            let words = try await poller.read(unit: unit, table: table, address: address, count: count)
+            return ["words": words.map { Int($0) }, "endpoint": poller.bus.transport.endpoint + " (through kilntallyd)"]
+        } catch {
+            throw ControlError("device error on bus \(bus), unit \(unit), \(error.call): \(error)")
+        }
     }
 
     /// Stored readings after `after` (0: the newest few), optionally of one device: what `kilntally tail` follows.

@@ -9,7 +9,7 @@ struct Probe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read registers from a device and print every interpretation side by side (find the byte order in one look).",
         discussion: """
-            Opens the bus itself (use it while the daemon does not own that bus). Read-only: only function codes 1-4.
+            With --config and --bus or --device, the read goes through the running daemon when it polls that bus (in turn             with its polls: a serial line has one master); otherwise probe opens the bus itself. Read-only: only             function codes 1-4.
             Examples:
               kilntally probe --host 10.20.0.15 --unit 3 --table holding --address 1009 --count 8
               kilntally probe --serial /dev/ttyUSB0 --baud 9600 --parity even --unit 1 --address 0 --count 4
@@ -32,6 +32,7 @@ struct Probe: AsyncParsableCommand {
     @Option(help: "0-based protocol address of the first register.") var address: Int = 0
     @Option(help: "Registers (or bits) to read, 1-125 (1-2000 for bits).") var count: Int = 2
     @Option(help: "Response timeout in milliseconds.") var timeout: Int = 1000
+    @Option(help: "The daemon's control socket (tried first with --config).") var socket: String = DefaultPaths.socket
 
     func run() async throws {
         guard let table = RegisterTable(rawValue: table) else { throw ValidationError("--table must be coil, discrete, holding or input") }
@@ -59,6 +60,21 @@ struct Probe: AsyncParsableCommand {
                 throw ValidationError("--bus (or --device) must name a [[bus]] of \(config): \(c.acquisition.buses.map(\.name).joined(separator: ", "))")
             }
             transport = b.transport
+            // The daemon owns this bus? Then it reads, in turn with its polls.
+            if let reply = try? ControlClient.request(["op": "probe", "bus": b.name, "unit": Int(unit), "table": table.rawValue,
+                                                       "address": address, "count": count], socket: socket) {
+                if reply["ok"] as? Bool == true, let result = reply["result"] as? [String: Any], let words = result["words"] as? [Int] {
+                    print(ProbeReport.render(words.map { UInt16(truncatingIfNeeded: $0) }, table: table, address: address, unit: unit,
+                                             endpoint: result["endpoint"] as? String ?? b.transport.endpoint))
+                    return
+                }
+                if let refusal = reply["error"] as? String, refusal.hasPrefix("device error") {
+                    var stderr = StandardError()
+                    print("kilntally probe: \(refusal)", to: &stderr)
+                    throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+                }
+                // Not this daemon's bus: open it here.
+            }
         } else if let serial {
             let p: ModbusParity = switch parity { case "none": .none; case "odd": .odd; default: .even }
             transport = .rtu(device: serial, baud: baud, parity: p, dataBits: dataBits, stopBits: stopBits)

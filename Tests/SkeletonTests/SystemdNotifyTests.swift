@@ -106,6 +106,12 @@ struct SystemdNotifyTests {
         #expect(try await tail.waitForExit() == 0, "\(tail.log())")
         let tailLines = tail.log().split(separator: "\n")
         #expect(tailLines.count == 5 && tailLines.allSatisfy { $0.contains(" belt1/") && $0.hasSuffix(" good") }, "\(tail.log())")
+        // probe on the daemon's own bus goes through the daemon, in turn with its polls.
+        let probe = try PeerProcess(name: "probe", executable: try RepoPaths.builtProduct("kilntally"),
+                                    arguments: ["probe", "--config", dir.file("kilntally.toml"), "--device", "belt1", "--address", "0",
+                                                "--count", "4", "--socket", dir.file("k.sock")], logDirectory: dir.path)
+        #expect(try await probe.waitForExit() == 0, "\(probe.log())")
+        #expect(probe.log().contains("(through kilntallyd)") && probe.log().contains("uint32"), "\(probe.log())")
         // The status protocol under random bytes: the daemon stays up and answers the next valid request.
         let socketPath = dir.file("k.sock")
         try await ControlSocketTests.offPool {
