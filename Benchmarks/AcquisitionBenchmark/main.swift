@@ -25,13 +25,17 @@ var replayRate = 0
 while let a = args.popFirst() {
     switch a {
     case "planner", "cycle", "cadence", "all": mode = a
-    case "decode", "tally":
+    case "decode", "tally", "store", "encode":
         mode = a
         if let n = args.first.flatMap({ Int($0) }) {
             decodeCount = n
             args.removeFirst()
         }
-    case "replay":
+    case "store":
+    try await StageBenchmarks.store(readings: decodeCount)
+case "encode":
+    try await StageBenchmarks.encode(readings: decodeCount)
+case "replay":
         mode = a
         if let n = args.first.flatMap({ Int($0) }) {
             replayCount = n
@@ -56,6 +60,10 @@ case "decode":
     DecodeBenchmark.run(readings: decodeCount)
 case "tally":
     try TallyBenchmark.run(readings: decodeCount)
+case "store":
+    try await StageBenchmarks.store(readings: decodeCount)
+case "encode":
+    try await StageBenchmarks.encode(readings: decodeCount)
 case "replay":
     try await ReplayBenchmark.run(readings: replayCount, batchSize: replayBatch, replayRate: replayRate)
 default:
