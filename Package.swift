@@ -42,6 +42,9 @@ let package = Package(
             "KilnTallyCore", "ModbusKit",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Serial ASCII weighbridge indicators (Toledo continuous, Yaohua TF0, XK3190-A12): pure stream parsers, their
+        // encoders, and the mapping of frames to the readings a Modbus weighbridge gives.
+        .target(name: "SerialScale", dependencies: ["KilnTallyCore"]),
         // File-backed reading store (the skeleton's; issue 4 replaces it with the ring).
         .target(name: "RingStore", dependencies: [
             "KilnTallyCore",
@@ -54,7 +57,7 @@ let package = Package(
         ]),
         // Simulated devices served with libmodbus.
         .target(name: "Simulator", dependencies: [
-            "KilnTallyCore", "ModbusKit", "Acquisition",
+            "KilnTallyCore", "ModbusKit", "Acquisition", "SerialScale",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Per-shift accounting: shift calendar, totalizers, integration, weighbridge tickets, reports, hash chain.
@@ -95,6 +98,10 @@ let package = Package(
         .executableTarget(name: "MQTTWillClient", dependencies: ["MQTTKit", .product(name: "Logging", package: "swift-log")], path: "Tests/MQTTWillClient"),
         .testTarget(name: "AcquisitionTests", dependencies: [
             "Acquisition", "KilnTallyCore", "ModbusKit", "Simulator", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "SerialScaleTests", dependencies: [
+            "SerialScale", "KilnTallyCore", "ModbusKit", "Simulator", "Tally", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TallyTests", dependencies: ["Tally", "KilnTallyCore", "TestSupport"]),
         .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore", "TestSupport", "RingStoreCrashWriter"]),
