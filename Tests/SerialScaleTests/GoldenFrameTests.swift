@@ -56,6 +56,19 @@ struct GoldenFrameTests {
         #expect(counters.discardedBytes == 36 && counters.overlongFrames == 1 && counters.badChecksums == 0)
     }
 
+    @Test("A frame cut short by the next one: the next one is found inside the broken one (resynchronisation)")
+    func cutShort() {
+        let good: [UInt8] = [0x02, 0x2B, 0x30, 0x30, 0x32, 0x30, 0x30, 0x30, 0x32, 0x31, 0x42, 0x03]
+        // STX + 0 2 … then the line drops bytes: the next frame's STX arrives where a digit should be.
+        let (frames, counters) = Self.parse(.yaohuaTF0, Array(good[0..<5]) + good)
+        #expect(frames.count == 1 && counters.discardedBytes == 5)
+        // Toledo: a partial frame whose "SWB" is the next STX and whose "SWC" the next SWA — the real frame is
+        // still found when the impostor breaks, three bytes later.
+        let toledo = Self.toledo(0x2A, 0x30, 0x20, "012340")
+        let (t, tc) = Self.parse(.toledoContinuous, [0x02, 0x2A] + toledo)
+        #expect(t.map(\.weight) == [Self.dec("12340")] && tc.discardedBytes == 2)
+    }
+
     // MARK: Toledo continuous
 
     /// STX SWA SWB SWC, six weight characters, six tare characters, CR.
