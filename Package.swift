@@ -57,7 +57,7 @@ let package = Package(
         ]),
         // Simulated devices served with libmodbus.
         .target(name: "Simulator", dependencies: [
-            "KilnTallyCore", "ModbusKit", "Acquisition", "SerialScale",
+            "KilnTallyCore", "ModbusKit", "Acquisition", "SerialScale", "CSysShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Per-shift accounting: shift calendar, totalizers, integration, weighbridge tickets, reports, hash chain.

@@ -31,6 +31,9 @@ public final class SerialPort: Sendable {
             self.stopBits = stopBits
         }
 
+        /// Whether `open` can set this baud rate (the termios standard rates, 300 to 921600).
+        public static func isSupported(baud: Int) -> Bool { SerialPort.speed(baud) != nil }
+
         /// "9600,8N1".
         public var description: String { "\(baud),\(dataBits)\(parity.rawValue)\(stopBits)" }
     }

@@ -10,7 +10,8 @@ public struct ScaleEncodingError: Error, Sendable, Hashable, CustomStringConvert
 /// by tests; `parse(encode(f))` gives back `f`'s weight, unit and status (the weight equal in value: a Toledo
 /// weight with dummy zeros comes back as the integer it means).
 public enum ScaleFrameEncoder {
-    /// Appends the frame's bytes to `out`.
+    /// Appends the frame's bytes to `out`. The weight keeps its decimals (a display's fixed decimal point: 0.00 t
+    /// is sent as 0.00), unless it has more than the protocol can send, when trailing zeros are dropped.
     ///
     /// - Toledo: the decimal code is chosen from the weight (decimals 1–5 → codes 3–7; an integer too long for six
     ///   digits uses one or two dummy zeros when it ends in them); the increment bits say ×1; SWB b4 is set for
@@ -79,7 +80,8 @@ public enum ScaleFrameEncoder {
         // The decimal code and the digits of the weight at it.
         var code: UInt8 = 2
         var weightDigits: [UInt8]
-        if let w = f.weight?.normalized {
+        if let given = f.weight {
+            let w = given.decimals > 5 ? given.normalized : given
             if w.decimals > 5 { throw ScaleEncodingError("Toledo: \(w) has more than 5 decimals") }
             let magnitude = w.mantissa.magnitude
             if w.decimals > 0 {
@@ -136,7 +138,8 @@ public enum ScaleFrameEncoder {
     }
 
     private static func yaohua(_ f: ScaleFrame, into out: inout [UInt8]) throws(ScaleEncodingError) {
-        guard let w = f.weight?.normalized else { throw ScaleEncodingError("Yaohua TF0: a frame needs a weight") }
+        guard let given = f.weight else { throw ScaleEncodingError("Yaohua TF0: a frame needs a weight") }
+        let w = given.decimals > 4 ? given.normalized : given
         guard w.decimals <= 4 else { throw ScaleEncodingError("Yaohua TF0: \(w) has more than 4 decimals") }
         guard let digits = sixDigits(w.mantissa.magnitude) else { throw ScaleEncodingError("Yaohua TF0: \(w) needs more than six digits") }
         let start = out.count
@@ -151,7 +154,8 @@ public enum ScaleFrameEncoder {
     }
 
     private static func a12(_ f: ScaleFrame, into out: inout [UInt8]) throws(ScaleEncodingError) {
-        guard let w = f.weight?.normalized else { throw ScaleEncodingError("A12: a frame needs a weight") }
+        guard let given = f.weight else { throw ScaleEncodingError("A12: a frame needs a weight") }
+        let w = given.decimals > 6 ? given.normalized : given
         let unit: String
         switch f.unit ?? .kilogram {
         case .kilogram: unit = "kg"
