@@ -248,13 +248,15 @@ public final class ScaleStreamSimulator: Sendable {
     /// Writes on `line` (one end of a pty pair; `clientDevice` is the other) or, when `line` is nil, on a pty of
     /// its own. `keepSentFrames` keeps every intact frame with its time (tests compare what a reader decoded).
     public init(name: String, parameters: ScaleStreamParameters, line: String?, clientDevice: String? = nil,
-                settings: SerialPort.Settings = .init(), keepSentFrames: Bool = false, logger: Logger) throws(ModbusError) {
+                settings: SerialPort.Settings = .init(), keepSentFrames: Bool = false,
+                lockDirectory: String? = SerialPort.defaultLockDirectory, logger: Logger) throws(ModbusError) {
         self.name = name
         self.parameters = parameters
         self.settings = settings
         self.logger = logger
         if let line {
-            output = .port(try SerialPort.open(line, settings: settings, name: "sim-\(name)", logger: logger))
+            output = .port(try SerialPort.open(line, settings: settings, name: "sim-\(name)", lockDirectory: lockDirectory,
+                                               logger: logger))
             endpoint = line
             self.clientDevice = clientDevice ?? line
         } else {

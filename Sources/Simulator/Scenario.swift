@@ -233,7 +233,7 @@ public struct Scenario: Sendable {
             dev.error("serial_client", "is the other end of `serial`: give `serial` too (without it the simulator makes its own pty)")
         }
         if dev.has("serial") && !dev.has("serial_client") {
-            dev.error("serial_client", "with `serial`, give the device the daemon reads from (the other end of the pty pair)")
+            dev.error("serial", "give `serial_client` too: the device the daemon reads from (the other end of the pty pair)")
         }
         let parity: ModbusParity = switch dev.string("parity") {
         case "even": .even
