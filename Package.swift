@@ -86,8 +86,8 @@ let package = Package(
         // swift run -c release acquisition-benchmark [planner|cycle|decode N|tally N|cadence]; Benchmarks/callgrind.sh for
         // instructions per reading. Uses the test harness' socat pty pair (run deploy/setup.sh first).
         .executableTarget(name: "acquisition-benchmark", dependencies: [
-            "Acquisition", "KilnTallyCore", "KilnTallyDaemon", "ModbusKit", "MQTTKit", "RingStore", "Simulator", "Tally",
-            "TestSupport", "Uplink", .product(name: "Logging", package: "swift-log"),
+            "Acquisition", "KilnTallyCore", "KilnTallyDaemon", "ModbusKit", "MQTTKit", "RingStore", "SerialScale", "Simulator",
+            "Tally", "TestSupport", "Uplink", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/AcquisitionBenchmark"),
 
         // Test harness: starts real peers (pymodbus, socat, mosquitto) on free ports and stops them by PID.
