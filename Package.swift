@@ -42,6 +42,9 @@ let package = Package(
             "KilnTallyCore", "ModbusKit",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Serial ASCII weighbridge indicators (Toledo continuous, Yaohua TF0, XK3190-A12): pure stream parsers, their
+        // encoders, and the mapping of frames to the readings a Modbus weighbridge gives.
+        .target(name: "SerialScale", dependencies: ["KilnTallyCore"]),
         // File-backed reading store (the skeleton's; issue 4 replaces it with the ring).
         .target(name: "RingStore", dependencies: [
             "KilnTallyCore",
@@ -54,7 +57,7 @@ let package = Package(
         ]),
         // Simulated devices served with libmodbus.
         .target(name: "Simulator", dependencies: [
-            "KilnTallyCore", "ModbusKit", "Acquisition",
+            "KilnTallyCore", "ModbusKit", "Acquisition", "SerialScale", "CSysShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Per-shift accounting: shift calendar, totalizers, integration, weighbridge tickets, reports, hash chain.
@@ -84,8 +87,8 @@ let package = Package(
         // swift run -c release acquisition-benchmark [planner|cycle|decode N|tally N|cadence]; Benchmarks/callgrind.sh for
         // instructions per reading. Uses the test harness' socat pty pair (run deploy/setup.sh first).
         .executableTarget(name: "acquisition-benchmark", dependencies: [
-            "Acquisition", "KilnTallyCore", "KilnTallyDaemon", "ModbusKit", "MQTTKit", "RingStore", "Simulator", "Tally",
-            "TestSupport", "Uplink", .product(name: "Logging", package: "swift-log"),
+            "Acquisition", "KilnTallyCore", "KilnTallyDaemon", "ModbusKit", "MQTTKit", "RingStore", "SerialScale", "Simulator",
+            "Tally", "TestSupport", "Uplink", .product(name: "Logging", package: "swift-log"),
         ], path: "Benchmarks/AcquisitionBenchmark"),
 
         // Test harness: starts real peers (pymodbus, socat, mosquitto) on free ports and stops them by PID.
@@ -96,6 +99,10 @@ let package = Package(
         .executableTarget(name: "MQTTWillClient", dependencies: ["MQTTKit", .product(name: "Logging", package: "swift-log")], path: "Tests/MQTTWillClient"),
         .testTarget(name: "AcquisitionTests", dependencies: [
             "Acquisition", "KilnTallyCore", "ModbusKit", "Simulator", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "SerialScaleTests", dependencies: [
+            "SerialScale", "KilnTallyCore", "ModbusKit", "Simulator", "Tally", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "TallyTests", dependencies: ["Tally", "KilnTallyCore", "TestSupport"]),
         .testTarget(name: "RingStoreTests", dependencies: ["RingStore", "KilnTallyCore", "TestSupport", "RingStoreCrashWriter"]),

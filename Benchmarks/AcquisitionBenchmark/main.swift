@@ -7,6 +7,7 @@
 //   swift run -c release acquisition-benchmark cadence [--seconds S]   # (d) healthy cadence with/without a dead neighbour
 //   swift run -c release acquisition-benchmark decode N   # (c) decode N readings (for Benchmarks/callgrind.sh)
 //   swift run -c release acquisition-benchmark tally N    # N inputs through the tally engine (Benchmarks/callgrind.sh tally)
+//   swift run -c release acquisition-benchmark serial N   # issue 8: N bytes per stream protocol through parser + readings
 //   swift run -c release acquisition-benchmark replay [N] [--batch B] [--rate R]
 //                                                         # issue 6: store → loopback mosquitto replay vs mosquitto_pub
 //
@@ -25,7 +26,7 @@ var replayRate = 0
 while let a = args.popFirst() {
     switch a {
     case "planner", "cycle", "cadence", "all": mode = a
-    case "decode", "tally", "store", "encode":
+    case "decode", "tally", "store", "encode", "serial":
         mode = a
         if let n = args.first.flatMap({ Int($0) }) {
             decodeCount = n
@@ -64,6 +65,8 @@ case "store":
     try await StageBenchmarks.store(readings: decodeCount)
 case "encode":
     try await StageBenchmarks.encode(readings: decodeCount)
+case "serial":
+    SerialBenchmark.run(bytes: decodeCount)
 case "replay":
     try await ReplayBenchmark.run(readings: replayCount, batchSize: replayBatch, replayRate: replayRate)
 default:

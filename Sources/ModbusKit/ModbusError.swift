@@ -90,11 +90,11 @@ public struct ModbusError: Error, Sendable, CustomStringConvertible {
     public var isTimeout: Bool { errno == ETIMEDOUT }
 
     /// The link itself is unusable (refused, unreachable, reset, closed, not connected, name not resolvable, serial
-    /// device gone, or any failure of `modbus_connect`): the client has closed its side and the next request
+    /// device gone, or any failure of `modbus_connect` or of a raw `SerialPort`'s `open`): the client has closed its side and the next request
     /// reconnects. A timeout of an established connection is not a connection failure, but the TCP client still
     /// closes after one so a late answer cannot be taken for the next response.
     public var isConnectionFailure: Bool {
-        if isNameResolutionFailure || call == "modbus_connect" { return true }
+        if isNameResolutionFailure || call == "modbus_connect" || call == "open" { return true }
         switch errno {
         case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN, ECONNRESET, ECONNABORTED, EPIPE, EBADF,
             ENOTCONN, ENOTSOCK, ESHUTDOWN, ENOENT, ENODEV, ENXIO, EIO:

@@ -92,7 +92,7 @@ struct Simulate: AsyncParsableCommand {
     @Flag(help: "Print the daemon config ([[bus]] and [[device]]) that reads this simulator, and exit. With --rtu, give the other end of the line as --rtu.")
     var printConfig = false
 
-    @Option(help: "Serve the profile devices of a scenario file (trucks, feeders, rollover; see docs/ACQUISITION.md) instead of the one belt scale.")
+    @Option(help: "Serve the profile devices and stream indicators of a scenario file (trucks, feeders, rollover, ASCII weighbridge streams; see docs/ACQUISITION.md, docs/SERIAL-SCALES.md) instead of the one belt scale.")
     var scenario: String?
 
     @Option(help: "With --scenario: write the daemon's [[bus]]/[[device]] sections for the bound ports to this file.")

@@ -11,6 +11,11 @@ void kt_set_thread_name(const char *name);
 /// EBUSY for every process without CAP_SYS_ADMIN. ioctl is variadic, which Swift cannot call. 0, or -1 with errno.
 int kt_tty_set_exclusive(int fd, int exclusive);
 
+/// A new pseudo-terminal (posix_openpt, grantpt, unlockpt, ptsname_r — hidden from Swift without _XOPEN_SOURCE):
+/// the master's descriptor (O_RDWR | O_NOCTTY | O_CLOEXEC), its slave's path in `slave` (`size` bytes), or -1 with
+/// errno.
+int kt_open_pty(char *slave, unsigned long size);
+
 /// 1 when the kernel considers the system clock synchronized (chrony/timesyncd/ntpd cleared STA_UNSYNC),
 /// 0 when it does not, -1 when adjtimex failed.
 static inline int kt_clock_synchronized(void) {
