@@ -39,6 +39,7 @@ let package = Package(
         ]),
         // Buses, devices, channels, decoding and polling.
         .target(name: "Acquisition", dependencies: [
+            "SerialScale",
             "KilnTallyCore", "ModbusKit",
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -75,7 +76,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "kilntally", dependencies: [
-            "KilnTallyDaemon", "Simulator", "RingStore", "Acquisition", "Tally",
+            "KilnTallyDaemon", "Simulator", "RingStore", "Acquisition", "Tally", "SerialScale",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -1,5 +1,6 @@
 import KilnTallyCore
 import ModbusKit
+import SerialScale
 
 /// A configured bus: one serial line or one TCP endpoint, polled by one executor.
 public struct BusConfig: Sendable, Hashable {
@@ -104,9 +105,48 @@ public struct DeviceConfig: Sendable, Hashable {
     }
 }
 
+/// A serial line on which an indicator streams ASCII frames (`kind = "serial_stream"`): read only, never written.
+public struct StreamBusConfig: Sendable, Hashable {
+    public var name: String
+    public var device: String
+    public var settings: SerialPort.Settings
+    /// No frame for this long: the indicator counts as silent (readings of quality timeout, device_down).
+    public var silenceTimeout: Duration
+    public var reconnectBackoffMax: Duration
+    public init(name: String, device: String, settings: SerialPort.Settings, silenceTimeout: Duration, reconnectBackoffMax: Duration) {
+        self.name = name
+        self.device = device
+        self.settings = settings
+        self.silenceTimeout = silenceTimeout
+        self.reconnectBackoffMax = reconnectBackoffMax
+    }
+}
+
+/// The indicator on a stream bus: its protocol and the channels (by role) its frames become.
+public struct StreamDeviceConfig: Sendable, Hashable {
+    public var id: DeviceID
+    public var bus: String
+    public var scaleProtocol: ScaleProtocol
+    public var checksum: Bool
+    public var layout: ScaleChannelLayout
+    /// The weight role's zero band, in the layout's unit.
+    public var zeroBand: Double
+    public init(id: DeviceID, bus: String, scaleProtocol: ScaleProtocol, checksum: Bool, layout: ScaleChannelLayout, zeroBand: Double) {
+        self.id = id
+        self.bus = bus
+        self.scaleProtocol = scaleProtocol
+        self.checksum = checksum
+        self.layout = layout
+        self.zeroBand = zeroBand
+    }
+}
+
 public struct AcquisitionConfig: Sendable, Hashable {
     public var buses: [BusConfig]
     public var devices: [DeviceConfig]
+    /// Serial ASCII stream lines and their indicators (one indicator per line).
+    public var streamBuses: [StreamBusConfig] = []
+    public var streamDevices: [StreamDeviceConfig] = []
     /// The profiles devices use: name, file and text (the text is part of the configuration hash).
     public var profiles: [ProfileUse] = []
 
@@ -131,7 +171,7 @@ public struct AcquisitionConfig: Sendable, Hashable {
     public var channelRoles: [DeviceID: [ChannelID: ChannelRole?]] {
         Dictionary(devices.map { d in
             (d.id, Dictionary(d.channels.map { ($0.id, $0.role) }, uniquingKeysWith: { a, _ in a }))
-        }, uniquingKeysWith: { a, _ in a })
+        } + streamDevices.map { ($0.id, $0.layout.channelRoles(zeroBand: $0.zeroBand)) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// Loads and decodes a document holding only acquisition's sections (`[profiles]`, `[[bus]]`, `[[device]]`),
@@ -168,10 +208,11 @@ extension AcquisitionConfig {
         [
             ConfigKey("bus", .arrayOfTables(ConfigTable([
                 ConfigKey("name", .string, required: true, doc: "Name of the bus, used by devices and in every log line and error; [A-Za-z0-9_-]."),
-                ConfigKey("kind", .oneOf(["tcp", "rtu"]), required: true, doc: "`tcp` for Modbus TCP, `rtu` for Modbus RTU on a serial line."),
+                ConfigKey("kind", .oneOf(["tcp", "rtu", "serial_stream"]), required: true, doc: "`tcp` for Modbus TCP, `rtu` for Modbus RTU on a serial line, `serial_stream` for a weighbridge indicator that streams ASCII frames on a serial line (Toledo continuous, Yaohua tF0, XK3190-A12; read only: kilntally never sends it a byte). See docs/SERIAL-SCALES.md."),
+                ConfigKey("silence_timeout", .duration, default: .string("3s"), doc: "serial_stream: no frame for this long and the indicator counts as silent (its readings get quality timeout, and a device_down event)."),
                 ConfigKey("host", .string, doc: "TCP: host name or IP address of the device or gateway (required for kind = \"tcp\")."),
                 ConfigKey("port", .integer(min: 1, max: 65535), default: .integer(502), doc: "TCP: port."),
-                ConfigKey("device", .string, doc: "RTU: serial device path, e.g. /dev/ttyUSB0 (required for kind = \"rtu\")."),
+                ConfigKey("device", .string, doc: "RTU and serial_stream: serial device path, e.g. /dev/ttyUSB0 (required for those kinds)."),
                 ConfigKey("baud", .integer(min: 300, max: 1_000_000), default: .integer(9600), doc: "RTU: baud rate."),
                 ConfigKey("parity", .oneOf(["none", "even", "odd"]), default: .string("even"), doc: "RTU: parity (Modbus' default framing is 8E1)."),
                 ConfigKey("data_bits", .integer(min: 7, max: 8), default: .integer(8), doc: "RTU: data bits."),
@@ -191,6 +232,9 @@ extension AcquisitionConfig {
                 ConfigKey("poll_interval", .duration, default: .string("1s"), doc: "How often the device is read."),
                 ConfigKey("backoff_max", .duration, default: .string("60s"), doc: "A device that does not answer is probed again after 2, 4, 8 … poll intervals, at most this long apart, so it costs at most one timeout per probe and the other devices on the bus keep their cadence."),
                 ConfigKey("retries", .integer(min: 0, max: 5), default: .integer(1), doc: "How many times a request that got no answer (a timeout, or a gateway's exception 10 or 11 for the slave behind it) is sent again, while the device is up. Each retry waits for the device's next turn on the bus (the other devices that are due go first), so a retry never costs a neighbour more than one response timeout. A device that is down (its last poll got no answer at all) gets no retries: exactly one request per backoff interval (see backoff_max), which keeps a dead unit at ⌈window / backoff_max⌉ + 1 requests in any window once its backoff has reached the cap. An exception 6 answer (server device busy) is not counted here: it is retried up to 3 times, after 1/8, 1/4 and 1/2 of the bus' response_timeout, and then reported as a device fault; other exceptions are not retried."),
+                ConfigKey("protocol", .oneOf(ScaleProtocol.allCases.map(\.rawValue)), doc: "On a serial_stream bus (required there): the indicator's frame format, toledo_continuous, yaohua_tf0 or xk3190_a12. Its channels are built in (weight, and motion/net/over_range/under_range where the format has them); give the weight's `zero_band` with a `[[device.channel]]` named `weight`."),
+                ConfigKey("unit", .oneOf(["kg", "t"]), default: .string("kg"), doc: "serial_stream: the unit of the weight readings (frames in other units are converted exactly); for yaohua_tf0, whose frames carry no unit, also the indicator's unit."),
+                ConfigKey("checksum", .bool, default: .bool(false), doc: "serial_stream, toledo_continuous: the indicator appends the checksum character; frames whose checksum does not match are counted and dropped."),
                 ConfigKey("profile", .string, doc: "A device profile (built-in, or a `<name>.toml` in a `[profiles] dirs` directory) whose channels the device has; `kilntally profiles list` shows them. `[[device.channel]]` tables add channels, or change a profile channel's keys when they carry its name."),
                 ConfigKey("channel", .arrayOfTables(ChannelConfig.configTable), doc: "The values read from the device (besides its profile's, if any)."),
             ])), doc: "Modbus devices and the channels read from each."),
@@ -203,22 +247,35 @@ extension AcquisitionConfig {
     /// Builds the acquisition config from a validated document; semantic errors go to the reader's diagnostics.
     public static func decode(_ root: ConfigReader) -> AcquisitionConfig {
         var buses: [BusConfig] = []
+        var streamBuses: [StreamBusConfig] = []
         var busNames = Set<String>()
         for bus in root.tables("bus") {
             let name = bus.string("name") ?? ""
             if !isPlainName(name) { bus.error("name", "must be non-empty and use only A-Z a-z 0-9 _ -") }
             if !busNames.insert(name).inserted { bus.error("name", "bus '\(name)' is defined more than once") }
             let transport: ModbusTransport
+            let parity: ModbusParity = switch bus.string("parity") {
+            case "none": .none
+            case "odd": .odd
+            default: .even
+            }
             switch bus.string("kind") {
+            case "serial_stream":
+                guard let device = bus.string("device") else {
+                    bus.error(nil, "a serial_stream bus needs `device` (the serial port, e.g. /dev/ttyUSB0)")
+                    continue
+                }
+                let settings = SerialPort.Settings(baud: Int(bus.int("baud") ?? 9600), parity: parity,
+                                                   dataBits: Int(bus.int("data_bits") ?? 8), stopBits: Int(bus.int("stop_bits") ?? 1))
+                if !SerialPort.Settings.isSupported(baud: settings.baud) { bus.error("baud", "\(settings.baud) baud is not a speed the serial driver supports") }
+                streamBuses.append(StreamBusConfig(name: name, device: device, settings: settings,
+                                                   silenceTimeout: bus.duration("silence_timeout") ?? .seconds(3),
+                                                   reconnectBackoffMax: bus.duration("reconnect_backoff_max") ?? .seconds(30)))
+                continue
             case "rtu":
                 guard let device = bus.string("device") else {
                     bus.error(nil, "an rtu bus needs `device` (the serial port, e.g. /dev/ttyUSB0)")
                     continue
-                }
-                let parity: ModbusParity = switch bus.string("parity") {
-                case "none": .none
-                case "odd": .odd
-                default: .even
                 }
                 transport = .rtu(device: device, baud: Int(bus.int("baud") ?? 9600), parity: parity,
                                  dataBits: Int(bus.int("data_bits") ?? 8), stopBits: Int(bus.int("stop_bits") ?? 1))
@@ -242,6 +299,7 @@ extension AcquisitionConfig {
         let library = ProfileLibrary(userDirectories: root.table("profiles")?.strings("dirs") ?? [])
         var used: [String: DeviceProfile?] = [:]
         var devices: [DeviceConfig] = []
+        var streamDevices: [StreamDeviceConfig] = []
         var deviceNames = Set<String>()
         for dev in root.tables("device") {
             let name = dev.string("name") ?? ""
@@ -251,8 +309,18 @@ extension AcquisitionConfig {
             if !busNames.contains(bus) {
                 dev.error("bus", "no [[bus]] named '\(bus)'" + (busNames.isEmpty ? " (no buses are defined)" : "; defined: \(busNames.sorted().joined(separator: ", "))"))
             }
-            let interval = dev.duration("poll_interval") ?? .seconds(1)
             let own = dev.tables("channel")
+            if streamBuses.contains(where: { $0.name == bus }) || dev.string("protocol") != nil {
+                if let d = decodeStreamDevice(dev, name: name, bus: bus, streamBuses: streamBuses, own: own) {
+                    if let other = streamDevices.first(where: { $0.bus == bus }) {
+                        dev.error("bus", "serial_stream bus '\(bus)' already has an indicator (\(other.id)): one indicator per line")
+                    } else {
+                        streamDevices.append(d)
+                    }
+                }
+                continue
+            }
+            let interval = dev.duration("poll_interval") ?? .seconds(1)
             var items: [(ConfigReader, ChannelConfig.MissingReport)] = []
             let profileName = dev.string("profile")
             if let profileName {
@@ -282,6 +350,44 @@ extension AcquisitionConfig {
         }
         let profiles = used.values.compactMap { $0 }.sorted { $0.name < $1.name }
             .map { ProfileUse(name: $0.name, file: $0.file, text: $0.text, verified: $0.verified) }
-        return AcquisitionConfig(buses: buses, devices: devices, profiles: profiles)
+        var config = AcquisitionConfig(buses: buses, devices: devices, profiles: profiles)
+        config.streamBuses = streamBuses
+        config.streamDevices = streamDevices
+        return config
+    }
+
+    /// A `[[device]]` on a serial_stream bus: its protocol, unit, checksum and the weight's zero band.
+    static func decodeStreamDevice(_ dev: ConfigReader, name: String, bus: String, streamBuses: [StreamBusConfig],
+                                   own: [ConfigReader]) -> StreamDeviceConfig? {
+        guard streamBuses.contains(where: { $0.name == bus }) else {
+            dev.error("protocol", "`protocol` is for devices on a serial_stream bus; bus '\(bus)' is not one")
+            return nil
+        }
+        guard let p = dev.string("protocol").flatMap(ScaleProtocol.init(rawValue:)) else {
+            dev.error(nil, "a device on a serial_stream bus needs `protocol` (\(ScaleProtocol.allCases.map(\.rawValue).joined(separator: ", ")))")
+            return nil
+        }
+        for key in ["profile", "unit_id", "poll_interval", "retries", "backoff_max"] where dev.has(key) {
+            dev.error(key, "a stream indicator sends on its own: `\(key)` does not apply on a serial_stream bus")
+        }
+        let checksum = dev.bool("checksum") ?? false
+        if checksum && !p.hasOptionalChecksum { dev.error("checksum", "\(p.rawValue) frames have no optional checksum") }
+        let layout = ScaleChannelLayout.builtin(for: p, unit: dev.string("unit") == "t" ? .tonne : .kilogram)
+        var zeroBand: Double?
+        for channel in own {
+            if channel.string("name") == layout.weight.rawValue {
+                zeroBand = channel.double("zero_band")
+                for key in ["table", "address", "register", "type", "role"] where channel.has(key) {
+                    channel.error(key, "the channels of a \(p.rawValue) indicator are built in; only the weight's `zero_band` is set here")
+                }
+            } else {
+                channel.error("name", "a \(p.rawValue) indicator has the built-in channels \(layout.channels(zeroBand: 0).map(\.channel.rawValue).joined(separator: ", ")); only `\(layout.weight)` can be given (for its zero_band)")
+            }
+        }
+        guard let zeroBand else {
+            dev.error(nil, "give the weight's zero band: [[device.channel]] name = \"\(layout.weight)\" with zero_band (in \(layout.unit.rawValue))")
+            return nil
+        }
+        return StreamDeviceConfig(id: DeviceID(name), bus: bus, scaleProtocol: p, checksum: checksum, layout: layout, zeroBand: zeroBand)
     }
 }

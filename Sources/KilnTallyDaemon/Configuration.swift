@@ -109,7 +109,7 @@ public struct KilnTallyConfiguration: Sendable {
         for (stock, table) in zip(stocks, root.tables("stock")) {
             if case .failure(let problem) = stock.resolve(devices: roles) { table.error(problem.key, problem.message) }
         }
-        if acquisition.devices.isEmpty {
+        if acquisition.devices.isEmpty && acquisition.streamDevices.isEmpty {
             root.error("device", "no [[device]] is configured: there is nothing to poll")
         }
         let level = root.table("log")?.string("level").flatMap(Logger.Level.init(rawValue:)) ?? .info

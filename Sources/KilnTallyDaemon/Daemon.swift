@@ -22,6 +22,17 @@ final class PollerSet: Sendable {
     }
 
     var pollers: [BusPoller] { running.withLock { $0.map(\.poller) } }
+    /// Serial stream lines (weighbridge indicators streaming ASCII frames).
+    private let streaming = Mutex<[(reader: StreamBusReader, task: Task<Void, Never>)]>([])
+    var streams: [StreamBusReader] { streaming.withLock { $0.map(\.reader) } }
+
+    func start(_ reader: StreamBusReader) {
+        let store = self.store, events = self.events
+        let task = Task {
+            await reader.run(deliver: { readings in store.submit(readings) }, event: { event in events.record(event) })
+        }
+        streaming.withLock { $0.append((reader, task)) }
+    }
 
     func start(_ poller: BusPoller) {
         let store = self.store, events = self.events
@@ -49,6 +60,11 @@ final class PollerSet: Sendable {
 
     func stopAll() async {
         for p in pollers { await stop(bus: p.bus.name) }
+        let readers = streaming.withLock { r in defer { r = [] }; return r }
+        for r in readers {
+            r.task.cancel()
+            await r.task.value
+        }
     }
 }
 
@@ -56,16 +72,18 @@ final class PollerSet: Sendable {
 struct AcquisitionService: Service {
     let pollers: PollerSet
     let initial: [BusPoller]
+    let streams: [StreamBusReader]
     let barrier: ReadinessBarrier
     let logger: Logger
 
     func run() async throws {
-        if initial.isEmpty {
+        if initial.isEmpty && streams.isEmpty {
             // Every bus failed to set up (already logged). Returning would end the service group and make systemd
             // restart us in a loop; stay up, so status and the uplink keep reporting.
             logger.error("no bus could be set up: nothing is polled")
         }
         for p in initial { pollers.start(p) }
+        for r in streams { pollers.start(r) }
         barrier.arrive("acquisition")
         try? await gracefulShutdown()
         await pollers.stopAll()
@@ -161,6 +179,10 @@ public enum Daemon {
                                         clock: options.clock, logger: logger)
 
         var initialPollers: [BusPoller] = []
+        let streamReaders = configuration.acquisition.streamDevices.compactMap { d -> StreamBusReader? in
+            guard let bus = configuration.acquisition.streamBuses.first(where: { $0.name == d.bus }) else { return nil }
+            return StreamBusReader(bus: bus, device: d, clock: options.clock, logger: logger)
+        }
         for bus in configuration.acquisition.buses {
             do {
                 initialPollers.append(try BusPoller(bus: bus, devices: configuration.acquisition.devices(on: bus.name),
@@ -224,7 +246,7 @@ public enum Daemon {
                       serviceName: "events"),
                 .init(service: UplinkService(uplink: uplink, barrier: barrier), serviceName: "uplink"),
             ] + (tallyService.map { [.init(service: $0, serviceName: "tally")] } ?? []) + [
-                .init(service: AcquisitionService(pollers: pollers, initial: initialPollers, barrier: barrier, logger: logger),
+                .init(service: AcquisitionService(pollers: pollers, initial: initialPollers, streams: streamReaders, barrier: barrier, logger: logger),
                       serviceName: "acquisition"),
                 .init(service: ReloadService(reloader: reloader), serviceName: "reload"),
             ] + metricsFile + [
@@ -453,6 +475,17 @@ public enum Daemon {
                             "polls": d.polls, "errors": d.errors, "failures_in_a_row": d.failures,
                         ]
                     },
+                ]
+            },
+            "streams": c.pollers.streams.map { r -> [String: Any] in
+                let st = r.status
+                return [
+                    "bus": r.bus.name, "endpoint": "\(r.bus.device)@\(r.bus.settings)", "protocol": r.device.scaleProtocol.rawValue,
+                    "state": st.busError == nil ? (st.open ? "open" : "opening") : "cannot be opened", "error": st.busError ?? NSNull(),
+                    "device": r.device.id.rawValue, "device_state": st.up ? "up" : "down",
+                    "last_good_read": st.lastGoodRead?.rfc3339 ?? NSNull(),
+                    "frames": Int(st.counters.frames), "bad_checksums": Int(st.counters.badChecksums),
+                    "discarded_bytes": Int(st.counters.discardedBytes), "overlong_frames": Int(st.counters.overlongFrames),
                 ]
             },
             "store": [

@@ -27,7 +27,7 @@ struct LifecycleService: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown { await barrier.wait() }
         if !Task.isCancelled, !barrier.waitingFor.isEmpty { return }
-        let summary = await Self.summary(pollers: pollers.pollers, store: store, uplink: uplink)
+        let summary = await Self.summary(pollers: pollers.pollers, streams: pollers.streams, store: store, uplink: uplink)
         notifier.notify("READY=1\n" + SystemdNotifier.statusLine(summary))
         logger.info("ready: \(summary)")
         // Pings at half the watchdog interval; without a watchdog the status line is still refreshed.
@@ -36,7 +36,7 @@ struct LifecycleService: Service {
             var reported: [String] = []
             while !Task.isCancelled {
                 let problems = liveness()
-                let line = await Self.summary(pollers: pollers.pollers, store: store, uplink: uplink)
+                let line = await Self.summary(pollers: pollers.pollers, streams: pollers.streams, store: store, uplink: uplink)
                 if problems.isEmpty {
                     notifier.notify("WATCHDOG=1\n" + SystemdNotifier.statusLine(line))
                     if !reported.isEmpty { logger.notice("alive again") }
@@ -62,6 +62,12 @@ struct LifecycleService: Service {
                 problems.append("bus \(p.bus.name)'s scheduler has not finished a turn for \(since) (deadline \(p.livenessDeadline))")
             }
         }
+        for r in pollers.streams {
+            let since = now - r.status.lastProgress
+            if since > r.livenessDeadline {
+                problems.append("stream bus \(r.bus.name)'s reading thread has not turned for \(since)")
+            }
+        }
         if let turn = store.lastCommitLoopTurn, now - turn > storeDeadline {
             problems.append("the store's commit loop has not turned for \(now - turn)")
         }
@@ -69,12 +75,13 @@ struct LifecycleService: Service {
     }
 
     /// One line: devices answering, the uplink, the store.
-    static func summary(pollers: [BusPoller], store: RingStore, uplink: Uplink) async -> String {
+    static func summary(pollers: [BusPoller], streams: [StreamBusReader] = [], store: RingStore, uplink: Uplink) async -> String {
         let devices = pollers.flatMap(\.status.devices)
-        let up = devices.filter(\.up).count
+        let up = devices.filter(\.up).count + streams.filter(\.status.up).count
+        let total = devices.count + streams.count
         let stats = await store.statistics()
         let fill = Double(stats.bytes) / Double(max(store.options.maxBytes, 1)) * 100
-        var parts = ["\(up)/\(devices.count) devices answering"]
+        var parts = ["\(up)/\(total) devices answering"]
         let busesDown = pollers.filter { $0.status.busError != nil }.map(\.bus.name)
         if !busesDown.isEmpty { parts.append("bus \(busesDown.joined(separator: ", ")) cannot be opened") }
         parts.append(uplink.isConnected ? "uplink connected" : "uplink not connected")

@@ -291,10 +291,16 @@ public final class ScaleStreamSimulator: Sendable {
                 if r.intact && s.keepSent { s.sent.append((elapsed, r.frame)) }
                 return r.pieces
             }
-            for piece in pieces {
+            for (k, piece) in pieces.enumerated() {
                 write(piece.bytes)
                 if piece.pauseAfter > .zero {
-                    do { try await Task.sleep(for: piece.pauseAfter) } catch { return }
+                    do {
+                        try await Task.sleep(for: piece.pauseAfter)
+                    } catch {
+                        // Stopped inside a split frame: finish it, so what counts as sent arrives whole.
+                        for rest in pieces[(k + 1)...] { write(rest.bytes) }
+                        return
+                    }
                 }
             }
             next += period

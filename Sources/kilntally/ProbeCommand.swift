@@ -33,6 +33,7 @@ struct Probe: AsyncParsableCommand {
     @Option(help: "Registers (or bits) to read, 1-125 (1-2000 for bits).") var count: Int = 2
     @Option(help: "Response timeout in milliseconds.") var timeout: Int = 1000
     @Option(help: "The daemon's control socket (tried first with --config).") var socket: String = DefaultPaths.socket
+    @Option(help: "Stream indicators: how long to listen, in seconds.") var seconds: Double = 3
 
     func run() async throws {
         guard let table = RegisterTable(rawValue: table) else { throw ValidationError("--table must be coil, discrete, holding or input") }
@@ -49,6 +50,10 @@ struct Probe: AsyncParsableCommand {
                 throw ExitCode(KilnTallyExit.configError.rawValue)
             }
             var busName = bus
+            if let device, let stream = c.acquisition.streamDevices.first(where: { $0.id.rawValue == device }),
+               let line = c.acquisition.streamBuses.first(where: { $0.name == stream.bus }) {
+                return try await StreamProbe.run(device: stream, bus: line, seconds: seconds, socket: socket)
+            }
             if let device {
                 guard let d = c.acquisition.devices.first(where: { $0.id.rawValue == device }) else {
                     throw ValidationError("--device must name a [[device]] of \(config): \(c.acquisition.devices.map(\.id.rawValue).joined(separator: ", "))")
@@ -170,5 +175,51 @@ enum ProbeReport {
     static func cell(_ v: Any, _ width: Int) -> String {
         let s = "\(v)"
         return s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count)
+    }
+}
+
+import Foundation
+import SerialScale
+
+/// `kilntally probe --device` of a stream indicator: its decoded frames and the parser's counters. Through the daemon
+/// when it reads that line (its latest readings of the device and its counters), else by listening on the line
+/// itself for `--seconds` (read only: nothing is ever sent to the indicator).
+enum StreamProbe {
+    static func run(device: StreamDeviceConfig, bus: StreamBusConfig, seconds: Double, socket: String) async throws {
+        if let status = try? ControlClient.request(["op": "status"], socket: socket), status["ok"] as? Bool == true,
+           let streams = (status["result"] as? [String: Any])?["streams"] as? [[String: Any]],
+           let mine = streams.first(where: { $0["device"] as? String == device.id.rawValue }) {
+            print("\(device.id) on \(bus.name) (\(mine["endpoint"] ?? bus.device), \(device.scaleProtocol.rawValue)) through kilntallyd: \(mine["device_state"] ?? "-")")
+            print("frames \(mine["frames"] ?? 0), bad checksums \(mine["bad_checksums"] ?? 0), discarded bytes \(mine["discarded_bytes"] ?? 0), overlong frames \(mine["overlong_frames"] ?? 0)")
+            let reply = try ControlClient.request(["op": "readings", "after": 0, "device": device.id.rawValue, "limit": 20], socket: socket)
+            for r in ((reply["result"] as? [String: Any])?["readings"] as? [[String: Any]] ?? []) {
+                print("  \(r["time"] ?? "-") \(r["channel"] ?? "-") = \(r["value"] ?? "-")\(r["unit"].map { " \($0)" } ?? "") \(r["quality"] ?? "-")")
+            }
+            return
+        }
+        var logger = Logger(label: "kilntally-probe")
+        logger.logLevel = .critical
+        let port: SerialPort
+        do {
+            port = try SerialPort.open(bus.device, settings: bus.settings, name: bus.name, logger: logger)
+        } catch {
+            var stderr = StandardError()
+            print("kilntally probe: \(error)", to: &stderr)
+            throw ExitCode(KilnTallyExit.checkFailed.rawValue)
+        }
+        defer { port.close() }
+        print("listening to \(bus.device) (\(bus.settings), \(device.scaleProtocol.rawValue)\(device.checksum ? " with checksum" : "")) for \(seconds) s")
+        var parser = ScaleStreamParser(protocol: device.scaleProtocol, checksum: device.checksum)
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        while ContinuousClock.now < end {
+            let n = try buffer.withUnsafeMutableBytes { try port.read(into: $0, timeout: .milliseconds(200)) }
+            parser.feed(buffer[0..<n]) { frame in
+                let readings = device.layout.readings(of: frame, device: device.id, time: SystemClock().now())
+                print("  " + readings.map { "\($0.channel)=\(ProbeReport.text($0.value))\($0.unit.map { " \($0.rawValue)" } ?? "")" }.joined(separator: " "))
+            }
+        }
+        let c = parser.counters
+        print("frames \(c.frames), bad checksums \(c.badChecksums), discarded bytes \(c.discardedBytes), overlong frames \(c.overlongFrames)")
     }
 }
