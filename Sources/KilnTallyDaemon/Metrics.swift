@@ -39,6 +39,18 @@ enum Metrics {
                per { $0.lastGoodRead.map { Double($0.nanosecondsSinceEpoch) / 1e9 } })
         family("kilntally_bus_open", "gauge", "1 while the bus (serial line or TCP endpoint) can be used.",
                buses.map { (node + [("bus", $0.bus)], $0.busError == nil ? 1 : 0) })
+        let streams = c.pollers.streams
+        func stream(_ f: (StreamBusReader.Status) -> Double) -> [(labels: [(String, String)], value: Double)] {
+            streams.map { r in (node + [("bus", r.bus.name), ("device", r.device.id.rawValue)], f(r.status)) }
+        }
+        if !streams.isEmpty {
+            family("kilntally_stream_up", "gauge", "1 while the stream indicator sends frames.", stream { $0.up ? 1 : 0 })
+            family("kilntally_stream_frames_total", "counter", "Frames decoded from the stream (this run).", stream { Double($0.counters.frames) })
+            family("kilntally_stream_bad_checksums_total", "counter", "Frames dropped for a bad checksum (this run).",
+                   stream { Double($0.counters.badChecksums) })
+            family("kilntally_stream_discarded_bytes_total", "counter", "Bytes that were not part of a frame (this run).",
+                   stream { Double($0.counters.discardedBytes) })
+        }
         let stats = await c.store.statistics()
         family("kilntally_store_bytes", "gauge", "Bytes in the reading ring's segments.", [(node, Double(stats.bytes))])
         family("kilntally_store_max_bytes", "gauge", "The ring's byte bound.", [(node, Double(c.store.options.maxBytes))])

@@ -62,6 +62,15 @@ struct Status: ParsableCommand {
             if let e = bus["error"] as? String { rows.append(["", "", "", "", "bus error: \(e)", "", "", "", "", ""]) }
         }
         out += table(rows) + "\n"
+        let streams = s["streams"] as? [[String: Any]] ?? []
+        if !streams.isEmpty {
+            var srows = [["STREAM BUS", "STATE", "DEVICE", "PROTOCOL", "STATE", "LAST GOOD READ", "FRAMES", "BAD CHECKSUMS", "DISCARDED BYTES", "ERROR"]]
+            for st in streams {
+                srows.append([str(st["bus"]), str(st["state"]), str(st["device"]), str(st["protocol"]), str(st["device_state"]),
+                              str(st["last_good_read"]), str(st["frames"]), str(st["bad_checksums"]), str(st["discarded_bytes"]), str(st["error"])])
+            }
+            out += table(srows) + "\n"
+        }
         let store = s["store"] as? [String: Any] ?? [:]
         out += "store:  \(str(store["bytes"])) of \(str(store["max_bytes"])) bytes (\(String(format: "%.1f", store["fill_pct"] as? Double ?? 0)) %), readings \(str(store["oldest_seq"]))...\(str(store["newest_seq"])), dropped \(str(store["dropped"]))"
         if let e = store["last_error"] as? String { out += ", ERROR: \(e)" }
