@@ -47,7 +47,7 @@ struct DebianPackageTests {
         ("StateDirectory", "kilntally"), ("StateDirectoryMode", "0750"),
         ("RuntimeDirectory", "kilntally"), ("RuntimeDirectoryMode", "0750"), ("ConfigurationDirectory", "kilntally"),
         ("DevicePolicy", "closed"), ("DeviceAllow", "char-ttyS rw"), ("DeviceAllow", "char-ttyUSB rw"),
-        ("DeviceAllow", "char-ttyACM rw"), ("ReadWritePaths", "/run/lock"), ("ProtectSystem", "strict"),
+        ("DeviceAllow", "char-ttyACM rw"), ("ReadWritePaths", "-/run/lock"), ("ProtectSystem", "strict"),
         ("CapabilityBoundingSet", ""), ("AmbientCapabilities", ""), ("NoNewPrivileges", "yes"),
         ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"), ("SystemCallFilter", "@system-service"),
         ("SystemCallFilter", "adjtimex clock_adjtime"), ("SystemCallErrorNumber", "EPERM"), ("UMask", "0027"),
