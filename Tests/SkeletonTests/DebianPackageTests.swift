@@ -86,10 +86,14 @@ struct DebianPackageTests {
         print("debian package: built \(deb) in \(ContinuousClock.now - clock)")
         clock = ContinuousClock.now
 
-        // Install.
-        let install = try await Run.dpkg(["-i", deb], logs: dir)
+        // Install. The maintainer scripts run with a systemctl that records its calls, and (in a mount namespace of
+        // their own) with /run/systemd/system present as on a machine booted with systemd: a first install reloads
+        // the units and neither enables nor starts kilntallyd.
+        let systemctl = try RecordingSystemctl(in: dir)
+        let install = try await Run.dpkg(["-i", deb], systemd: true, systemctl: systemctl, logs: dir)
         try #require(install.status == 0, "dpkg -i:\n\(install.output)")
         #expect(install.output.contains("kilntallyd is neither enabled nor started"), "\(install.output)")
+        #expect(systemctl.takeCalls() == ["--system daemon-reload"])
         #expect(try await Run.program("/usr/bin/dpkg-query", ["-W", "-f=${db:Status-Abbrev}${Version}", "kilntally"], logs: dir)
             .output.hasPrefix("ii \(version)"))
 
@@ -146,8 +150,10 @@ struct DebianPackageTests {
                                             "--config", dir.file("example-\(newVersion).toml")], logs: dir)
         print("debian package: packaged \(newVersion) again in \(ContinuousClock.now - clock)")
         clock = ContinuousClock.now
-        let upgrade = try await Run.dpkg(["-i", "--force-confold", deb2], logs: dir)
+        let upgrade = try await Run.dpkg(["-i", "--force-confold", deb2], systemd: true, systemctl: systemctl, logs: dir)
         try #require(upgrade.status == 0, "dpkg -i (upgrade):\n\(upgrade.output)")
+        // The old daemon keeps running through the unpack; postinst restarts it only if it runs (try-restart).
+        #expect(systemctl.takeCalls() == ["--system daemon-reload", "--system try-restart kilntallyd.service"])
         #expect(!upgrade.output.contains("neither enabled nor started"), "an upgrade prints no first-install steps")
         #expect(try await Run.program("/usr/bin/dpkg-query", ["-W", "-f=${Version}", "kilntally"], logs: dir).output == newVersion)
         #expect(try String(contentsOfFile: config, encoding: .utf8) == edited, "the edited config did not survive the upgrade")
@@ -158,8 +164,10 @@ struct DebianPackageTests {
         try await Self.verifyStores(logs: dir)
 
         // Remove: programs go, config and state stay.
-        let remove = try await Run.dpkg(["-r", "kilntally"], logs: dir)
+        // Without systemd as PID 1 (this machine) no script calls systemctl.
+        let remove = try await Run.dpkg(["-r", "kilntally"], systemd: false, systemctl: systemctl, logs: dir)
         try #require(remove.status == 0, "dpkg -r:\n\(remove.output)")
+        #expect(systemctl.takeCalls() == [])
         for gone in ["/usr/bin/kilntallyd", "/usr/bin/kilntally", "/lib/systemd/system/kilntallyd.service",
                      "/usr/share/kilntally", "/usr/share/doc/kilntally", "/usr/lib/sysusers.d/kilntally.conf"] {
             #expect(!Stat.exists(gone), "\(gone) is still there after dpkg -r")
@@ -169,8 +177,9 @@ struct DebianPackageTests {
         #expect(try await Run.program("/usr/bin/dpkg-query", ["-W", "-f=${db:Status-Abbrev}", "kilntally"], logs: dir).output.hasPrefix("rc"))
 
         // Purge: the config, its statoverride and the enablement link go; the state and the user stay (README).
-        let purge = try await Run.dpkg(["-P", "kilntally"], logs: dir)
+        let purge = try await Run.dpkg(["-P", "kilntally"], systemd: true, systemctl: systemctl, logs: dir)
         try #require(purge.status == 0, "dpkg -P:\n\(purge.output)")
+        #expect(systemctl.takeCalls() == ["--system daemon-reload"])
         #expect(purge.output.contains("kept /var/lib/kilntally"), "\(purge.output)")
         #expect(!Stat.exists("/etc/kilntally"), "\(try? FileManager.default.subpathsOfDirectory(atPath: "/etc/kilntally"))")
         #expect(!Stat.exists(wants) && !Stat.isSymlink(wants))
@@ -314,8 +323,15 @@ enum Run {
         return (p.terminationStatus, p.log())
     }
 
-    static func dpkg(_ arguments: [String], logs: TemporaryDirectory) async throws -> (status: Int32, output: String) {
-        try await program("/usr/bin/dpkg", arguments, environment: ["DEBIAN_FRONTEND": "noninteractive"], logs: logs)
+    /// dpkg with `systemctl` replaced by a recorder; with `systemd`, in a mount namespace where a fresh /run has
+    /// /run/systemd/system (what the maintainer scripts test for), invisible to every other process.
+    static func dpkg(_ arguments: [String], systemd: Bool, systemctl: RecordingSystemctl,
+                     logs: TemporaryDirectory) async throws -> (status: Int32, output: String) {
+        let script = (systemd ? "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/systemd/system && " : "")
+            + "PATH=\"$1:$PATH\"; shift; exec /usr/bin/dpkg \"$@\""
+        let (executable, prefix) = systemd ? ("/usr/bin/unshare", ["--mount", "--propagation", "private", "/bin/sh"]) : ("/bin/sh", [])
+        return try await program(executable, prefix + ["-c", script, "sh", systemctl.directory] + arguments,
+                                 environment: ["DEBIAN_FRONTEND": "noninteractive"], logs: logs)
     }
 
     static func asKilntally(_ command: [String], logs: TemporaryDirectory) async throws -> (status: Int32, output: String) {
@@ -328,6 +344,27 @@ enum Run {
         let name = "\(n)-" + (executable as NSString).lastPathComponent
         return try PeerProcess(name: name, executable: executable, arguments: arguments, environment: environment,
                                logDirectory: logs.path, workingDirectory: "/")
+    }
+}
+
+/// A `systemctl` first on the maintainer scripts' PATH that records its arguments and does nothing.
+struct RecordingSystemctl {
+    let directory: String
+    let callsFile: String
+
+    init(in dir: TemporaryDirectory) throws {
+        directory = dir.file("fake-bin")
+        callsFile = dir.file("systemctl-calls")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let path = directory + "/systemctl"
+        try "#!/bin/sh\necho \"$*\" >> '\(callsFile)'\n".write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+    }
+
+    /// The calls since the last take, one "arguments" string each.
+    func takeCalls() -> [String] {
+        defer { try? FileManager.default.removeItem(atPath: callsFile) }
+        return ((try? String(contentsOfFile: callsFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
     }
 }
 
