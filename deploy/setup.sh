@@ -3,7 +3,9 @@
 # installs nothing and takes a second or two.
 #   - Debian packages: the two C libraries (headers + pkg-config files), the mosquitto broker and clients used as
 #     test peers, socat for RTU pty pairs, python3-venv for the Python peers, tzdata for the shift calendar's
-#     IANA time zones.
+#     IANA time zones; for the Debian package and its tests: dpkg-dev (dpkg-shlibdeps computes Depends:), systemd
+#     (systemd-analyze verify/security, systemd-sysusers, systemd-tmpfiles; PID 1 need not be systemd) and strace
+#     (the system calls kilntallyd makes, checked against the unit's SystemCallFilter=).
 #   - A project virtual environment .venv/ with pymodbus (Modbus TCP/RTU server peer), paho-mqtt (hub subscriber
 #     peer), jsonschema with rfc3339-validator (payload validation in tests, "date-time" checked), pyyaml (reads the
 #     AsyncAPI document) and rfc8785 (an independent JCS canonicalizer that tests recompute the ledger's hash chain
@@ -11,7 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libmodbus-dev libmosquitto-dev mosquitto mosquitto-clients socat python3-venv pkg-config tzdata)
+APT_PACKAGES=(libmodbus-dev libmosquitto-dev mosquitto mosquitto-clients socat python3-venv pkg-config tzdata
+              dpkg-dev systemd strace)
 PIP_PACKAGES=("pymodbus[serial]==3.*" "paho-mqtt==2.*" "jsonschema" "rfc3339-validator" "pyyaml" "rfc8785" "prometheus-client")
 
 missing=()

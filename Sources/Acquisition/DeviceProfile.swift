@@ -130,24 +130,27 @@ public struct ProfileLibrary: Sendable {
         return names.sorted()
     }
 
-    /// The built-in profiles' directory: `$KILNTALLY_PROFILES`, else the package's `/usr/share/kilntally/profiles`,
-    /// else `../share/kilntally/profiles` beside the executable (a relocated install), else the source tree's
-    /// `profiles/` above the executable (a development build in `.build/`).
+    /// The built-in profiles' directory: `$KILNTALLY_PROFILES`, else the source tree's `profiles/` above the
+    /// executable (a development build in `.build/` uses its own checkout's profiles, also on a machine where the
+    /// package is installed), else the package's `/usr/share/kilntally/profiles`, else `../share/kilntally/profiles`
+    /// beside the executable (a relocated install).
     public static func locateBuiltinDirectory() -> String? {
         if let env = getenv("KILNTALLY_PROFILES") { return String(cString: env) }
-        if isDirectory("/usr/share/kilntally/profiles") { return "/usr/share/kilntally/profiles" }
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard n > 0 else { return nil }
-        var dir = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var first = true
-        while let slash = dir.lastIndex(of: "/"), slash != dir.startIndex {
-            dir = String(dir[..<slash])
-            if first, isDirectory(dir + "/../share/kilntally/profiles") { return dir + "/../share/kilntally/profiles" }
-            first = false
-            if isDirectory(dir + "/profiles"), access(dir + "/Package.swift", R_OK) == 0 { return dir + "/profiles" }
+        var relocated: String?
+        if n > 0 {
+            var dir = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            var first = true
+            while let slash = dir.lastIndex(of: "/"), slash != dir.startIndex {
+                dir = String(dir[..<slash])
+                if first, isDirectory(dir + "/../share/kilntally/profiles") { relocated = dir + "/../share/kilntally/profiles" }
+                first = false
+                if isDirectory(dir + "/profiles"), access(dir + "/Package.swift", R_OK) == 0 { return dir + "/profiles" }
+            }
         }
-        return nil
+        if isDirectory("/usr/share/kilntally/profiles") { return "/usr/share/kilntally/profiles" }
+        return relocated
     }
 
     private static func isDirectory(_ path: String) -> Bool {
