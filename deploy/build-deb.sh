@@ -84,6 +84,25 @@ install -m 0644 README.md "$STAGE/usr/share/doc/kilntally/README.md"
 install -m 0644 docs/*.md "$STAGE/usr/share/doc/kilntally/docs/"
 install -m 0644 deploy/kilntally.example.toml "$STAGE/usr/share/doc/kilntally/examples/kilntally.example.toml"
 install -m 0644 deploy/debian/copyright "$STAGE/usr/share/doc/kilntally/copyright"
+# Shell completions (from the staged binary itself) and man pages (swift-argument-parser's generate-manual plugin).
+install -d "$STAGE/usr/share/bash-completion/completions" "$STAGE/usr/share/zsh/vendor-completions" \
+    "$STAGE/usr/share/fish/vendor_completions.d" "$STAGE/usr/share/man/man1"
+"$STAGE/usr/bin/kilntally" --generate-completion-script bash > "$STAGE/usr/share/bash-completion/completions/kilntally"
+"$STAGE/usr/bin/kilntally" --generate-completion-script zsh > "$STAGE/usr/share/zsh/vendor-completions/_kilntally"
+"$STAGE/usr/bin/kilntally" --generate-completion-script fish > "$STAGE/usr/share/fish/vendor_completions.d/kilntally.fish"
+chmod 0644 "$STAGE"/usr/share/bash-completion/completions/kilntally "$STAGE"/usr/share/zsh/vendor-completions/_kilntally \
+    "$STAGE"/usr/share/fish/vendor_completions.d/kilntally.fish
+# The plugin builds the products its own way (release, dynamic): in a scratch path of its own, or it would replace
+# the static binaries above.
+MAN_SCRATCH=$SCRATCH-man
+MAN_OUT=$MAN_SCRATCH/plugins/GenerateManual/outputs
+rm -rf "$MAN_OUT"
+swift package --scratch-path "$MAN_SCRATCH" generate-manual >&2
+for page in $(find "$MAN_OUT" -name '*.1' | sort); do
+    gzip -9n -c "$page" > "$STAGE/usr/share/man/man1/$(basename "$page").gz"
+    chmod 0644 "$STAGE/usr/share/man/man1/$(basename "$page").gz"
+done
+ls "$STAGE/usr/share/man/man1/kilntally.1.gz" "$STAGE/usr/share/man/man1/kilntallyd.1.gz" >/dev/null
 for script in postinst prerm postrm; do
     install -m 0755 "deploy/debian/$script" "$STAGE/DEBIAN/$script"
 done

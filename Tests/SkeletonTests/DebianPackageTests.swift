@@ -113,6 +113,17 @@ struct DebianPackageTests {
             #expect(v.status == 0 && v.output.trimmingCharacters(in: .whitespacesAndNewlines) == version, "\(program) --version: \(v.output)")
         }
 
+        // Man pages and shell completions as installed; the man page renders.
+        for file in ["/usr/share/man/man1/kilntally.1.gz", "/usr/share/man/man1/kilntallyd.1.gz",
+                     "/usr/share/bash-completion/completions/kilntally", "/usr/share/zsh/vendor-completions/_kilntally",
+                     "/usr/share/fish/vendor_completions.d/kilntally.fish"] {
+            #expect(FileManager.default.fileExists(atPath: file), "\(file) is not installed")
+        }
+        let man = try await Run.program("/bin/sh", ["-c", "zcat /usr/share/man/man1/kilntally.1.gz"], logs: dir)
+        #expect(man.status == 0 && man.output.contains(".Dt KILNTALLY 1") && man.output.contains("status"), "\(man.output.prefix(300))")
+        let completion = try String(contentsOfFile: "/usr/share/bash-completion/completions/kilntally", encoding: .utf8)
+        #expect(completion.contains("complete") && completion.contains("status") && completion.contains("resend"))
+
         // The unit as installed.
         let verify = try await Run.program("/usr/bin/systemd-analyze", ["verify", "/lib/systemd/system/kilntallyd.service"], logs: dir)
         #expect(verify.status == 0 && verify.output.isEmpty, "systemd-analyze verify:\n\(verify.output)")
