@@ -4,13 +4,14 @@
 # same binary's VmHWM polling the same plant at one poll a second (the reference, same run). Goal: ≤ 10 MB.
 #
 # Usage: Benchmarks/rss.sh [SECONDS] [POLL_INTERVAL]     (default 60 s, 2ms)
+#        KILNTALLY_BIN=.build-deb/release Benchmarks/rss.sh   (the static-stdlib binaries deploy/build-deb.sh builds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-60}
 FAST=${2:-2ms}
 swift build -c release --product kilntallyd >&2
 swift build -c release --product kilntally >&2
-BIN="$(swift build -c release --show-bin-path)"
+BIN="${KILNTALLY_BIN:-$(swift build -c release --show-bin-path)}"
 DIR="$(mktemp -d /tmp/kilntally-rss.XXXXXX)"
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
