@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import KilnTallyCore
 import Logging
@@ -8,6 +9,18 @@ import Uplink
 /// The store and encode stages of the per-reading budget, for Benchmarks/callgrind.sh (instructions are counted at
 /// two N and divided by the difference, so set-up cancels out).
 enum StageBenchmarks {
+    /// Runs `body` on the cooperative pool while the main thread waits on a semaphore. valgrind 3.19 crashes when the
+    /// main thread parks in libdispatch's main loop (rt_sigsuspend), which is where an async main waits; a blocked
+    /// main thread keeps callgrind working.
+    static func blocking(_ body: @escaping @Sendable () async throws -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            do { try await body() } catch { fatalError("\(error)") }
+            done.signal()
+        }
+        done.wait()
+    }
+
     /// N plant-like readings through the reading ring: submitted in polls of 12 and group-committed (one frame and
     /// one fdatasync per 2,000 readings here; the syscalls' own kernel time is not in callgrind's count).
     static func store(readings n: Int) async throws {

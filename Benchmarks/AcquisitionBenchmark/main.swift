@@ -33,9 +33,9 @@ while let a = args.popFirst() {
             args.removeFirst()
         }
     case "store":
-    try await StageBenchmarks.store(readings: decodeCount)
+    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: decodeCount) }
 case "encode":
-    try await StageBenchmarks.encode(readings: decodeCount)
+    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: decodeCount) }
 case "replay":
         mode = a
         if let n = args.first.flatMap({ Int($0) }) {
@@ -62,9 +62,9 @@ case "decode":
 case "tally":
     try TallyBenchmark.run(readings: decodeCount)
 case "store":
-    try await StageBenchmarks.store(readings: decodeCount)
+    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: decodeCount) }
 case "encode":
-    try await StageBenchmarks.encode(readings: decodeCount)
+    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: decodeCount) }
 case "serial":
     SerialBenchmark.run(bytes: decodeCount)
 case "replay":
