@@ -450,7 +450,7 @@ public enum Daemon {
     /// `kilntally status`: the node, every bus and device, the stores, the uplink, the tally's open shift.
     static func status(_ c: Context) async -> [String: Any] {
         let configuration = c.configuration.current
-        func ms(_ d: Duration?) -> Any { d.map { Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15 } ?? NSNull() }
+        func ms(_ d: Duration?) -> Any { d.map { Metrics.seconds($0) * 1000 } ?? NSNull() }
         let stats = await c.store.statistics()
         let ledgerRecords = await c.ledger.count
         let acked = c.uplink.readingsAcknowledged

@@ -26,7 +26,8 @@ struct LifecycleService: Service {
 
     func run() async throws {
         await cancelWhenGracefulShutdown { await barrier.wait() }
-        if !Task.isCancelled, !barrier.waitingFor.isEmpty { return }
+        // Shut down before every service ran: never ready.
+        guard barrier.waitingFor.isEmpty else { return }
         let summary = await Self.summary(pollers: pollers.pollers, streams: pollers.streams, store: store, uplink: uplink)
         notifier.notify("READY=1\n" + SystemdNotifier.statusLine(summary))
         logger.info("ready: \(summary)")

@@ -177,7 +177,7 @@ extension TallyRecords {
         let elapsed = max(1, min(asOf.nanosecondsSinceEpoch, shift.end.nanosecondsSinceEpoch) - shift.start.nanosecondsSinceEpoch)
         let rendered: [JSONValue] = plan.streams.map { s in
             let f = streams[s.config.name] ?? StreamShiftFigures(shift: shift.id)
-            let coveredNanos = Double(f.covered.components.seconds) * 1e9 + Double(f.covered.components.attoseconds) * 1e-9
+            let coveredNanos = Double(f.covered.nanosecondsClamped)
             return .object([
                 "name": .string(s.config.name), "material": .string(s.config.material),
                 "feed_point": .string(s.config.feedPoint.rawValue), "fed_kg": kg(f.fed),
