@@ -21,9 +21,9 @@ import KilnTallyCore
 /// instant at which the local clock reads its start time or later. Should two starts fall in one gap, the earlier
 /// shift would last no time at all; such a shift does not happen and the calendar never returns it.
 ///
-/// Time-zone rules come from Foundation's `TimeZone`. On Linux that is the ICU data built into the Swift runtime
-/// (`lib_FoundationICU`; tz 2025b with Swift 6.3.1), not `/usr/share/zoneinfo`: a country's new rules arrive with a
-/// runtime update (or an ICU `zoneinfo64.res` override), not with the tzdata package.
+/// Time-zone rules come from the system's time-zone database (`/usr/share/zoneinfo`, or `$TZDIR`; Debian's `tzdata`
+/// package), read once per process by `ZoneDatabase`: a country's new rules arrive with a tzdata update and apply
+/// from the daemon's next start.
 ///
 /// **Crews.** An optional rotation (四班三倒: four crews over three shifts) gives each shift its crew; see
 /// `CrewRotation`.
@@ -82,7 +82,7 @@ public struct ShiftCalendar: Sendable, Hashable {
     /// Why a pattern or rotation cannot be used. `index` is the position of the offending shift (daily) or name
     /// (cycle); `day` and `slot` index the rotation.
     public enum Problem: Error, Hashable, CustomStringConvertible {
-        /// Foundation does not know the time zone.
+        /// The time-zone database has no such zone.
         case unknownTimeZone(String)
         /// A pattern without shifts, or a cycle without names.
         case noShifts
@@ -114,7 +114,8 @@ public struct ShiftCalendar: Sendable, Hashable {
         public var description: String {
             switch self {
             case .unknownTimeZone(let id):
-                "unknown time zone \"\(id)\" (expected an IANA name such as Asia/Shanghai or Europe/Berlin)"
+                "unknown time zone \"\(id)\": not in \(ZoneDatabase.directory) (expected an IANA name such as "
+                    + "Asia/Shanghai or Europe/Berlin; is the tzdata package installed?)"
             case .noShifts: "a pattern needs at least one shift"
             case .invalidName(_, let name):
                 "shift name \"\(name)\" must be non-empty and use only A-Z a-z 0-9 _ - (it appears in ids and topics)"
@@ -176,7 +177,8 @@ public struct ShiftCalendar: Sendable, Hashable {
         do {
             return try ShiftCalendar(timeZone: "Asia/Shanghai", shifts: shifts)
         } catch {
-            // Asia/Shanghai is in every tz database Foundation ships; its absence is a broken installation.
+            // ShiftCalendar.decode checks that the database has Asia/Shanghai before it hands out this calendar; a
+            // program that uses it without a configuration needs tzdata installed like the daemon does.
             fatalError("the default shift calendar cannot be built: \(error)")
         }
     }()

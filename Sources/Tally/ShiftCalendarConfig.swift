@@ -6,7 +6,8 @@ extension ShiftCalendar {
         ConfigKey("shifts", .table(ConfigTable([
             ConfigKey("time_zone", .string, default: "Asia/Shanghai", doc: """
                 IANA time zone the daily pattern's start times are in, e.g. "Asia/Shanghai", "Europe/Berlin" (the \
-                name Foundation's time-zone database knows; fixed offsets as "Etc/GMT-8", whose sign is inverted). \
+                name of a file under /usr/share/zoneinfo, from the tzdata package; fixed offsets as "Etc/GMT-8", whose \
+                sign is inverted). \
                 Shifts follow the wall clock: across a daylight-saving change a shift lasts an hour less or more. \
                 A start time the clock skips (spring forward) starts at the first instant after the gap; one it \
                 shows twice (fall back) starts at the first occurrence. Not used with `cycle`.
@@ -62,7 +63,14 @@ extension ShiftCalendar {
     /// The calendar from a validated document: `standard` when there is no `[shifts]` section; nil when the
     /// section has errors, which are recorded in the reader's diagnostics with their key paths and lines.
     public static func decode(_ root: ConfigReader) -> ShiftCalendar? {
-        guard let section = root.table("shifts") else { return .standard }
+        guard let section = root.table("shifts") else {
+            guard ZoneRules(identifier: "Asia/Shanghai") != nil else {
+                root.error("shifts", "without a [shifts] section the calendar is three 8-hour shifts in Asia/Shanghai, "
+                    + "which is not in \(ZoneDatabase.directory) (is the tzdata package installed?)")
+                return nil
+            }
+            return .standard
+        }
         let errorsBefore = root.diagnostics.all.count
         let crews = section.table("crews").map(decodeCrews)
         let calendar: ShiftCalendar?

@@ -1,11 +1,3 @@
-#if canImport(FoundationEssentials)
-internal import FoundationEssentials
-// TimeZone(identifier:) in FoundationEssentials knows only fixed offsets; linking FoundationInternationalization
-// gives it the IANA zones (from the ICU data built into the toolchain's lib_FoundationICU, not /usr/share/zoneinfo).
-internal import FoundationInternationalization
-#else
-internal import Foundation
-#endif
 import KilnTallyCore
 
 /// An IANA time zone and the one rule that turns a wall-clock time into an instant.
@@ -15,22 +7,28 @@ import KilnTallyCore
 /// first occurrence; a time that does not occur (the hour skipped when clocks go forward) happens at the first
 /// instant after the gap, i.e. the instant of the change (02:30 on the day Berlin goes from 02:00 to 03:00 is
 /// 03:00 CEST = 01:00 UTC).
+///
+/// The offsets come from the system's time-zone database (`ZoneDatabase`: `/usr/share/zoneinfo`, Debian's `tzdata`),
+/// so a country's new rules arrive with a tzdata update and take effect at the next start of the daemon.
 struct ZoneRules: Sendable, Hashable {
-    let zone: TimeZone
+    let identifier: String
+    private let info: ZoneInfo
 
-    /// Nil for an identifier Foundation does not know.
+    /// Nil for an identifier the time-zone database does not have.
     init?(identifier: String) {
-        guard let zone = TimeZone(identifier: identifier) else { return nil }
-        self.zone = zone
+        guard let info = ZoneDatabase.zone(identifier) else { return nil }
+        self.identifier = identifier
+        self.info = info
     }
 
-    /// The identifiers Foundation knows, for "did you mean" in configuration errors.
-    static var knownIdentifiers: [String] { TimeZone.knownTimeZoneIdentifiers }
+    static func == (a: ZoneRules, b: ZoneRules) -> Bool { a.identifier == b.identifier }
+    func hash(into h: inout Hasher) { h.combine(identifier) }
+
+    /// The zones the database has, for "did you mean" in configuration errors.
+    static var knownIdentifiers: [String] { ZoneDatabase.knownIdentifiers }
 
     /// The zone's offset from UTC at a whole UTC second.
-    func offset(atSecond s: Int64) -> Int {
-        zone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(s)))
-    }
+    func offset(atSecond s: Int64) -> Int { info.offset(atSecond: s) }
 
     /// The offset in force at `t`.
     func offset(at t: UTCInstant) -> Int {

@@ -188,9 +188,10 @@ struct EndToEndTests {
 
 @Suite("Configuration errors at the command line", .serialized)
 struct ConfigCommandTests {
-    func run(_ product: String, _ args: [String], in dir: TemporaryDirectory) async throws -> (Int32, String) {
+    func run(_ product: String, _ args: [String], in dir: TemporaryDirectory,
+             environment: [String: String]? = nil) async throws -> (Int32, String) {
         let p = try PeerProcess(name: "\(product)-\(UUID().uuidString.prefix(6))", executable: try RepoPaths.builtProduct(product),
-                                arguments: args, logDirectory: dir.path)
+                                arguments: args, environment: environment, logDirectory: dir.path)
         let status = try await p.waitForExit(timeout: .seconds(20))
         return (status, p.log())
     }
@@ -249,6 +250,32 @@ struct ConfigCommandTests {
         #expect(status == 0, "output:\n\(output)")
         #expect(output.contains("holding  address 1009   count 8    -> rate, speed, total1"), "output:\n\(output)")
         #expect(output.contains("3 request(s) per poll cycle for 6 channel(s)"))
+    }
+
+    @Test("time zones come from the system's tzdata: a misspelt zone and a missing database are config errors")
+    func timeZonesFromTzdata() async throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("zone.toml")
+        let base = "[node]\nsite = \"a\"\nname = \"b\"\n[mqtt]\nhost = \"localhost\"\n" + BeltScaleSimulator.exampleDeviceConfig(port: 1502)
+        try (base + "\n[shifts]\ntime_zone = \"Europe/Berlln\"\n[[shifts.shift]]\nname = \"D\"\nstart = \"06:00\"\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, output) = try await run("kilntally", ["config", "check", "--config", path], in: dir)
+        #expect(status == 78)
+        #expect(output.contains("shifts.time_zone"), "output:\n\(output)")
+        #expect(output.contains("did you mean \"Europe/Berlin\"?"), "output:\n\(output)")
+
+        // Without tzdata (here: TZDIR names an empty directory) even the default calendar, Asia/Shanghai, is refused
+        // with a message that says where it looked, not a crash.
+        try base.write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dir.file("no-zones"), withIntermediateDirectories: true)
+        let (bare, bareOutput) = try await run("kilntally", ["config", "check", "--config", path], in: dir,
+                                               environment: ["TZDIR": dir.file("no-zones")])
+        #expect(bare == 78)
+        #expect(bareOutput.contains("not in \(dir.file("no-zones")) (is the tzdata package installed?)"), "output:\n\(bareOutput)")
+        let (daemon, daemonOutput) = try await run("kilntallyd", ["--config", path, "--state-dir", dir.file("state")], in: dir,
+                                                   environment: ["TZDIR": dir.file("no-zones")])
+        #expect(daemon == 78, "output:\n\(daemonOutput)")
+        #expect(daemonOutput.contains("tzdata"))
     }
 
     @Test func missingConfigFileIsAConfigError() async throws {

@@ -101,10 +101,10 @@ struct ShiftCalendarConfigTests {
             name = "A"
             start = "00:00"
             """) == [
-            #"k.toml:2: shifts.time_zone: unknown time zone "Europe/Berln" (expected an IANA name such as Asia/Shanghai or Europe/Berlin) (did you mean "Europe/Berlin"?)"#,
+            #"k.toml:2: shifts.time_zone: unknown time zone "Europe/Berln": not in /usr/share/zoneinfo (expected an IANA name such as Asia/Shanghai or Europe/Berlin; is the tzdata package installed?) (did you mean "Europe/Berlin"?)"#,
         ])
         #expect(shiftErrors("[shifts]\ntime_zone = \"Nowhere/Special\"\nshift = [{ name = \"A\", start = \"00:00\" }]") == [
-            #"k.toml:2: shifts.time_zone: unknown time zone "Nowhere/Special" (expected an IANA name such as Asia/Shanghai or Europe/Berlin)"#,
+            #"k.toml:2: shifts.time_zone: unknown time zone "Nowhere/Special": not in /usr/share/zoneinfo (expected an IANA name such as Asia/Shanghai or Europe/Berlin; is the tzdata package installed?)"#,
         ])
     }
 
