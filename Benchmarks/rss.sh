@@ -9,8 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-60}
 FAST=${2:-2ms}
-swift build -c release --product kilntallyd >&2
-swift build -c release --product kilntally >&2
+if [[ -z ${KILNTALLY_BIN:-} ]]; then
+    swift build -c release --product kilntallyd >&2
+    swift build -c release --product kilntally >&2
+fi
 BIN="${KILNTALLY_BIN:-$(swift build -c release --show-bin-path)}"
 DIR="$(mktemp -d /tmp/kilntally-rss.XXXXXX)"
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
@@ -29,6 +31,14 @@ run() {  # run NAME POLL_INTERVAL -> prints "points_per_second vmhwm_kb"
     sleep "$SECONDS_RUN"
     local hwm
     hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+    # Where the resident pages are (now, not at the peak): private anonymous memory (heaps, stacks, relocated data),
+    # pages of the kilntallyd file itself (code the kernel maps around each fault, 64 KiB at a time), shared libraries.
+    awk -v bin="$(readlink -f "$BIN/kilntallyd")" '
+        /^[0-9a-f]+-[0-9a-f]+ / { name = $6 }
+        /^Rss:/ { r = $2 }
+        /^Anonymous:/ { a += $2; if (name == bin) b += r - $2; else if (name ~ /^\//) l += r - $2 }
+        END { printf "  %s now: anonymous (private) %.1f MB; file pages: kilntallyd %.1f MB, shared libraries %.1f MB\n", n, a/1024, b/1024, l/1024 }
+    ' n="$name" /proc/$pid/smaps >&2
     local points
     points=$("$BIN/kilntally" status --json --socket "$DIR/$name.sock" | python3 -c 'import json,sys; print(json.load(sys.stdin)["store"]["newest_seq"])')
     kill -TERM $pid; wait $pid || true
