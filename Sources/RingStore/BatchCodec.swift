@@ -101,6 +101,17 @@ public enum BatchCodec {
         firstSequence: UInt64, _ readings: [Reading], dictionary: inout SeriesDictionary, into out: inout [UInt8],
         restatingDictionary: Bool = false
     ) {
+        encode(firstSequence: firstSequence, readings[...], dictionary: &dictionary, into: &out,
+               restatingDictionary: restatingDictionary)
+    }
+
+    /// The same for a slice of a larger batch, which the store cuts into frames without copying it.
+    public static func encode(
+        firstSequence: UInt64, _ all: ArraySlice<Reading>, dictionary: inout SeriesDictionary, into out: inout [UInt8],
+        restatingDictionary: Bool = false
+    ) {
+        // Zero-based from here on: `readings[i]` and `ids[i]` line up.
+        all.withUnsafeBufferPointer { readings in
         // Interned ids of the records, in a scratch buffer (on the stack for small batches).
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: readings.count) { ids in
             let before = restatingDictionary ? 0 : dictionary.count
@@ -139,6 +150,7 @@ public enum BatchCodec {
                     if updated && i < last { states[id] = state }
                 }
             }
+        }
         }
     }
 

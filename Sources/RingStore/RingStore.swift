@@ -313,7 +313,7 @@ public actor RingStore {
         var perFrame = options.maxReadingsPerFrame
         while start < batch.count {
             let end = min(batch.count, start + perFrame)
-            let slice = Array(batch[start..<end])
+            let slice = batch[start..<end]
             var body: [UInt8] = []
             body.reserveCapacity(slice.count * 12 + 64)
             var trial = dictionary
@@ -328,8 +328,12 @@ public actor RingStore {
             }
             dictionary = trial
             bytesSinceRestatement = restate ? 0 : bytesSinceRestatement + body.count + 8
-            let times = slice.map(\.time)
-            frames.append((body, FrameSummary(firstSequence: seq, count: slice.count, minTime: times.min()!, maxTime: times.max()!)))
+            var minTime = slice[slice.startIndex].time, maxTime = minTime
+            for r in slice {
+                minTime = min(minTime, r.time)
+                maxTime = max(maxTime, r.time)
+            }
+            frames.append((body, FrameSummary(firstSequence: seq, count: slice.count, minTime: minTime, maxTime: maxTime)))
             seq += UInt64(slice.count)
             start = end
         }
