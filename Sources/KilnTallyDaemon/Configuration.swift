@@ -27,6 +27,9 @@ public struct KilnTallyConfiguration: Sendable {
     /// `[metrics] textfile`: where to write the Prometheus metrics for node_exporter's textfile collector.
     public var metricsTextfile: String?
     public var metricsInterval: Duration = .seconds(15)
+    /// Each top-level section as written in the file (defaults not applied): a reload compares the sections read
+    /// only at start with these, so no key of theirs can change unnoticed.
+    public var sections: [String: ConfigValue] = [:]
 
     /// The tally's setup from the configuration: each stream's source with its totalizer's parameters taken from
     /// the channel's role, each weighbridge's channels found by role (the config check has validated both).
@@ -123,11 +126,12 @@ public struct KilnTallyConfiguration: Sendable {
             hashed += [0] + Array(p.name.utf8) + [0] + Array(p.text.utf8)
         }
         let hash = acquisition.profiles.isEmpty ? document.contentHash : ConfigUnits.fnv1a64Hex(hashed)
-        return KilnTallyConfiguration(file: document.file, contentHash: hash, logLevel: level,
-                                      acquisition: acquisition, uplink: uplink, store: store, streams: streams,
-                                      weighbridges: weighbridges, shifts: shifts ?? .standard,
-                                      tally: TallySettings.decode(root), stocks: stocks,
-                                      metricsTextfile: root.table("metrics")?.string("textfile"),
-                                      metricsInterval: root.table("metrics")?.duration("interval") ?? .seconds(15))
+        var configuration = KilnTallyConfiguration(
+            file: document.file, contentHash: hash, logLevel: level, acquisition: acquisition, uplink: uplink, store: store,
+            streams: streams, weighbridges: weighbridges, shifts: shifts ?? .standard, tally: TallySettings.decode(root),
+            stocks: stocks, metricsTextfile: root.table("metrics")?.string("textfile"),
+            metricsInterval: root.table("metrics")?.duration("interval") ?? .seconds(15))
+        if case .table(let sections) = document.root { configuration.sections = sections }
+        return configuration
     }
 }

@@ -227,7 +227,7 @@ public enum Daemon {
         let pollers = PollerSet(store: store, events: events)
         let configurationBox = ConfigurationBox(configuration)
         let reloader = Reloader(configuration: configurationBox, pollers: pollers, store: store, events: events,
-                                tallyRunning: tallyService != nil, notifier: options.notifier, clock: options.clock, logger: logger)
+                                tally: tallyStatus, notifier: options.notifier, clock: options.clock, logger: logger)
         let lifecycle = LifecycleService(notifier: options.notifier, barrier: barrier, pollers: pollers, store: store,
                                          storeDeadline: max(configuration.store.syncInterval * 3, .seconds(15)),
                                          uplink: uplink, logger: logger)
@@ -300,7 +300,13 @@ public enum Daemon {
         case "status":
             return try ControlServer.json(await status(c))
         case "reload":
-            return try ControlServer.json(["result": await c.reloader.reload()])
+            let report: ReloadReport
+            do {
+                report = try await c.reloader.reload()
+            } catch {
+                throw ControlError(error.description)
+            }
+            return try ControlServer.json(report.json)
         case "ticket.correct":
             return try ControlServer.json(try correct(request, c))
         case "probe":

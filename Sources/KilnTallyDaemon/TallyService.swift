@@ -67,6 +67,72 @@ final class TallyStatus: Sendable {
     private let box = Mutex(Snapshot(current: nil, openTickets: []))
     var snapshot: Snapshot { box.withLock { $0 } }
     func update(_ s: Snapshot) { box.withLock { $0 = s } }
+
+    /// What the tally made of a configuration input (a reload's new setup) once it consumed it.
+    struct Configured: Sendable {
+        /// The input's sequence in the store.
+        var sequence: UInt64
+        /// The first shift under the new setup (nil: in force at once, before anything was accounted, or the input
+        /// reverted a change that was still waiting for its boundary).
+        var firstShift: Shift?
+    }
+
+    private struct Waiting {
+        var last: Configured?
+        var waiters: [Int: (sequence: UInt64, continuation: CheckedContinuation<Configured?, Never>)] = [:]
+        var nextID = 0
+    }
+
+    private let configured = Mutex(Waiting())
+
+    /// The tally consumed the configuration input at `c.sequence`.
+    func didConfigure(_ c: Configured) {
+        let ready = configured.withLock { w -> [CheckedContinuation<Configured?, Never>] in
+            w.last = c
+            let done = w.waiters.filter { $0.value.sequence <= c.sequence }
+            for id in done.keys { w.waiters[id] = nil }
+            return done.values.map(\.continuation)
+        }
+        for r in ready { r.resume(returning: c) }
+    }
+
+    /// Waits until the tally has consumed the configuration input at `sequence` (or a later one) and says what it
+    /// made of it; nil if `timeout` passes first (the tally reads only what the store has made durable, and may be
+    /// catching up on a backlog).
+    func configured(through sequence: UInt64, timeout: Duration) async -> Configured? {
+        await withTaskGroup(of: Configured?.self) { group in
+            group.addTask { await self.configured(through: sequence) }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
+    private func configured(through sequence: UInt64) async -> Configured? {
+        let id = configured.withLock { w in
+            defer { w.nextID += 1 }
+            return w.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Configured?, Never>) in
+                // Answered at once when already there, or cancelled before waiting (the cancellation handler
+                // may have run before the waiter was registered: it found nothing to resume).
+                let now = configured.withLock { w -> Configured?? in
+                    if let last = w.last, last.sequence >= sequence { return .some(last) }
+                    if Task.isCancelled { return .some(nil) }
+                    w.waiters[id] = (sequence, c)
+                    return .none
+                }
+                if let now { c.resume(returning: now) }
+            }
+        } onCancel: {
+            configured.withLock { $0.waiters.removeValue(forKey: id) }?.continuation.resume(returning: nil)
+        }
+    }
 }
 
 /// kilntally's own inputs to the tally, stored as readings of a reserved device so that a replay of the store
@@ -186,7 +252,8 @@ struct TallyService: Service {
             guard !batch.readings.isEmpty else { return }
             var wrote = false
             for (seq, reading) in batch.readings {
-                for output in engine.consume(TallyInputs.input(seq, reading)) {
+                let input = TallyInputs.input(seq, reading)
+                for output in engine.consume(input) {
                     switch output {
                     case .record(let kind, let id, let revision, let json):
                         if alreadyWritten.first == json {
@@ -201,6 +268,11 @@ struct TallyService: Service {
                         // were recorded the first time.
                         if alreadyWritten.isEmpty { events.record(e) }
                     }
+                }
+                if case .configure(_, let time, _) = input {
+                    // A reload waits for this: the setup era now last is staged for a boundary ahead, or in force.
+                    let staged = engine.state.eras.last?.from.flatMap { from in from > time ? from : nil }
+                    status.didConfigure(.init(sequence: seq, firstShift: staged.flatMap { engine.state.timeline?.shift(containing: $0) }))
                 }
             }
             publishCurrent(engine, &currentMark)

@@ -16,7 +16,7 @@ struct KilnTally: AsyncParsableCommand {
         commandName: "kilntally",
         abstract: "kilntally command-line tool.",
         version: KilnTallyVersion.current,
-        subcommands: [Status.self, Tail.self, Shifts.self, Tickets.self, Events.self, TicketCommand.self, MetricsCommand.self, ConfigCommand.self, Plan.self, Probe.self, Profiles.self, StoreCommand.self, LedgerCommand.self, UplinkCommand.self, Simulate.self])
+        subcommands: [Status.self, Reload.self, Tail.self, Shifts.self, Tickets.self, Events.self, TicketCommand.self, MetricsCommand.self, ConfigCommand.self, Plan.self, Probe.self, Profiles.self, StoreCommand.self, LedgerCommand.self, UplinkCommand.self, Simulate.self])
 }
 
 struct ConfigCommand: AsyncParsableCommand {

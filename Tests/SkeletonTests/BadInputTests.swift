@@ -8,24 +8,9 @@ import Testing
 @Suite("Daemon under bad input", .serialized)
 struct BadInputTests {
     func config(brokerPort: Int, simulatorPort: Int, mqttExtra: String = "") -> String {
-        """
-        [node]
-        site = "plant-a"
-        name = "kiln1"
-
-        [mqtt]
-        host = "127.0.0.1"
-        port = \(brokerPort)
-        keep_alive = "5s"
-        reconnect_min = "50ms"
-        reconnect_max = "300ms"
-        \(mqttExtra)
-
-        [uplink]
-        batch_interval = "100ms"
-        batch_size = 50
-
-        """ + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "100ms")
+        DaemonConfig.header(mqttPort: brokerPort, keepAlive: "5s", reconnect: ("50ms", "300ms"), mqtt: mqttExtra,
+                            batchInterval: "100ms", batchSize: 50)
+            + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "100ms")
     }
 
     func startSimulator(in dir: TemporaryDirectory) async throws -> (PeerProcess, Int) {
@@ -113,13 +98,7 @@ struct BadInputTests {
     func damagedCheckpoint() async throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("kilntally.toml")
-        try """
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(try FreePort.allocate())
+        try (DaemonConfig.header(mqttPort: try FreePort.allocate()) + """
             [[bus]]
             name = "plc"
             kind = "tcp"
@@ -142,7 +121,7 @@ struct BadInputTests {
             feed_point = "calciner"
             device = "belt"
             rate = "rate"
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+            """).write(toFile: path, atomically: true, encoding: .utf8)
         let checkpoint = dir.file("state/tally/checkpoint.json")
         try FileManager.default.createDirectory(atPath: dir.file("state/tally"), withIntermediateDirectories: true)
         try #"{"lastSequence": 12, "streams": {"msw": {}}}"#.write(toFile: checkpoint, atomically: true, encoding: .utf8)

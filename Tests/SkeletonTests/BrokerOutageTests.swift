@@ -30,21 +30,8 @@ struct BrokerOutageTests {
                                   arguments: ["simulate", "--listen", "127.0.0.1:\(simPort)"], logDirectory: dir.path)
         defer { sim.stop() }
         try await sim.waitForPort(simPort)
-        let config = """
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(port)
-            keep_alive = "5s"
-            reconnect_min = "50ms"
-            reconnect_max = "300ms"
-            [uplink]
-            batch_interval = "100ms"
-            batch_size = 50
-
-            """ + BeltScaleSimulator.exampleDeviceConfig(port: simPort, pollInterval: "100ms")
+        let config = DaemonConfig.header(mqttPort: port, keepAlive: "5s", reconnect: ("50ms", "300ms"), batchInterval: "100ms", batchSize: 50)
+            + BeltScaleSimulator.exampleDeviceConfig(port: simPort, pollInterval: "100ms")
         try config.write(toFile: dir.file("kilntally.toml"), atomically: true, encoding: .utf8)
         let stateDir = dir.file("state")
         let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
@@ -96,19 +83,8 @@ struct BrokerOutageTests {
         defer { sim.stop() }
         try await sim.waitForPort(simPort)
         // Nobody listens on the broker's port: every connection attempt is refused, for the whole test.
-        let config = """
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(try FreePort.allocate())
-            reconnect_min = "20ms"
-            reconnect_max = "100ms"
-            [uplink]
-            batch_interval = "50ms"
-
-            """ + BeltScaleSimulator.exampleDeviceConfig(port: simPort, pollInterval: "10ms")
+        let config = DaemonConfig.header(mqttPort: try FreePort.allocate(), reconnect: ("20ms", "100ms"), batchInterval: "50ms")
+            + BeltScaleSimulator.exampleDeviceConfig(port: simPort, pollInterval: "10ms")
         try config.write(toFile: dir.file("kilntally.toml"), atomically: true, encoding: .utf8)
         let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
                                      arguments: ["--config", dir.file("kilntally.toml"), "--state-dir", dir.file("state")],

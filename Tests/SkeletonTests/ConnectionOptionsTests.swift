@@ -9,14 +9,7 @@ import Testing
 @Suite("MQTT connection options in the configuration")
 struct ConnectionOptionsConfigTests {
     static func config(mqtt: String, tls: String? = nil) -> String {
-        """
-        [node]
-        site = "plant-a"
-        name = "kiln1"
-        [mqtt]
-        host = "127.0.0.1"
-        \(mqtt)
-        \(tls.map { "[mqtt.tls]\nca_file = \"/etc/kilntally/hub-ca.pem\"\n\($0)" } ?? "")
+        DaemonConfig.header(mqtt: mqtt + (tls.map { "\n[mqtt.tls]\nca_file = \"/etc/kilntally/hub-ca.pem\"\n\($0)" } ?? "")) + """
         [[bus]]
         name = "plc"
         kind = "tcp"
@@ -100,24 +93,9 @@ struct ConnectionOptionsConfigTests {
 @Suite("MQTT credentials and TLS options of the daemon", .serialized)
 struct ConnectionOptionsDaemonTests {
     func config(brokerPort: Int, simulatorPort: Int, mqtt: String, tls: String? = nil) -> String {
-        """
-        [node]
-        site = "plant-a"
-        name = "kiln1"
-
-        [mqtt]
-        host = "127.0.0.1"
-        port = \(brokerPort)
-        keep_alive = "5s"
-        reconnect_min = "50ms"
-        reconnect_max = "200ms"
-        \(mqtt)
-        \(tls.map { "[mqtt.tls]\n\($0)" } ?? "")
-
-        [uplink]
-        batch_interval = "100ms"
-
-        """ + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "100ms")
+        DaemonConfig.header(mqttPort: brokerPort, keepAlive: "5s", reconnect: ("50ms", "200ms"),
+                            mqtt: mqtt + (tls.map { "\n[mqtt.tls]\n\($0)" } ?? ""), batchInterval: "100ms")
+            + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "100ms")
     }
 
     func startSimulator(in dir: TemporaryDirectory) async throws -> (PeerProcess, Int) {

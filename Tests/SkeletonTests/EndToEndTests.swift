@@ -28,25 +28,10 @@ func json(_ payload: String) -> [String: Any]? {
 @Suite("Walking skeleton end to end", .serialized)
 struct EndToEndTests {
     func daemonConfig(brokerPort: Int, simulatorPort: Int, site: String = "plant-a", node: String = "kiln1") -> String {
-        """
-        [node]
-        site = "\(site)"
-        name = "\(node)"
-
-        [mqtt]
-        host = "127.0.0.1"
-        port = \(brokerPort)
-        keep_alive = "5s"
-        reconnect_min = "50ms"
-        reconnect_max = "500ms"
-
-        [uplink]
-        batch_interval = "200ms"
-
-        [log]
-        level = "debug"
-
-        """ + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "200ms")
+        DaemonConfig.header(site: site, node: node, mqttPort: brokerPort, keepAlive: "5s", reconnect: ("50ms", "500ms"),
+                            batchInterval: "200ms")
+            + "[log]\nlevel = \"debug\"\n\n"
+            + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "200ms")
     }
 
     struct Rig {
@@ -234,7 +219,7 @@ struct ConfigCommandTests {
     @Test func configCheckAcceptsTheSimulatorExample() async throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("good.toml")
-        try ("[node]\nsite = \"a\"\nname = \"b\"\n[mqtt]\nhost = \"localhost\"\n" + BeltScaleSimulator.exampleDeviceConfig(port: 1502))
+        try (DaemonConfig.header(site: "a", node: "b", mqttHost: "localhost") + BeltScaleSimulator.exampleDeviceConfig(port: 1502))
             .write(toFile: path, atomically: true, encoding: .utf8)
         let (status, output) = try await run("kilntally", ["config", "check", "--config", path], in: dir)
         #expect(status == 0, "output:\n\(output)")
@@ -244,7 +229,7 @@ struct ConfigCommandTests {
     @Test func planShowsMergedRequests() async throws {
         let dir = try TemporaryDirectory()
         let path = dir.file("plan.toml")
-        try ("[node]\nsite = \"a\"\nname = \"b\"\n[mqtt]\nhost = \"localhost\"\n" + BeltScaleSimulator.exampleDeviceConfig(port: 1502))
+        try (DaemonConfig.header(site: "a", node: "b", mqttHost: "localhost") + BeltScaleSimulator.exampleDeviceConfig(port: 1502))
             .write(toFile: path, atomically: true, encoding: .utf8)
         let (status, output) = try await run("kilntally", ["plan", "--config", path], in: dir)
         #expect(status == 0, "output:\n\(output)")

@@ -120,29 +120,17 @@ struct HubBrokerTests {
         /// kilntallyd over TLS, MQTT 5, as `site`/`node`, with `login` lines in [mqtt] and `tls` lines in [mqtt.tls].
         func daemon(_ name: String, site: String, node: String, simulatorPort: Int, login: String = "", tls: String = "") throws -> PeerProcess {
             let config = dir.file("\(name).toml")
-            try """
-                [node]
-                site = "\(site)"
-                name = "\(node)"
-
-                [mqtt]
-                host = "127.0.0.1"
-                port = \(broker.port)
+            let mqtt = """
                 protocol = "5"
-                keep_alive = "5s"
-                reconnect_min = "50ms"
-                reconnect_max = "300ms"
                 \(login)
 
                 [mqtt.tls]
                 ca_file = "\(authority.caFile)"
                 \(tls)
-
-                [uplink]
-                batch_interval = "100ms"
-                batch_size = 50
-
-                """.appending(BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "100ms"))
+                """
+            try (DaemonConfig.header(site: site, node: node, mqttPort: broker.port, keepAlive: "5s", reconnect: ("50ms", "300ms"),
+                                     mqtt: mqtt, batchInterval: "100ms", batchSize: 50)
+                 + BeltScaleSimulator.exampleDeviceConfig(port: simulatorPort, pollInterval: "100ms"))
                 .write(toFile: config, atomically: true, encoding: .utf8)
             return try PeerProcess(name: name, executable: try RepoPaths.builtProduct("kilntallyd"),
                                    arguments: ["--config", config, "--state-dir", dir.file("\(name)-state"), "--log-level", "debug"],

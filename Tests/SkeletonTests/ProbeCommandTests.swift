@@ -40,14 +40,7 @@ struct ProbeCommandTests {
         let server = try await PymodbusServer.startTCP(in: dir, map: PymodbusRegisterMap(size: 8, holding: [0, 0, 4242]), unit: 5)
         defer { server.process.stop() }
         let config = dir.file("k.toml")
-        try """
-            [node]
-            site = "s"
-            name = "n"
-            [mqtt]
-            host = "127.0.0.1"
-            [profiles]
-            dirs = []
+        try (DaemonConfig.header(site: "s", node: "n", profileDirs: []) + """
             [[bus]]
             name = "plc"
             kind = "tcp"
@@ -60,7 +53,7 @@ struct ProbeCommandTests {
               [[device.channel]]
               name = "x"
               register = 40003
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+            """).write(toFile: config, atomically: true, encoding: .utf8)
         let p = try PeerProcess(name: "probe-device", executable: try RepoPaths.builtProduct("kilntally"),
                                 arguments: ["probe", "--config", config, "--device", "feeder", "--address", "2", "--count", "1"],
                                 logDirectory: dir.path)

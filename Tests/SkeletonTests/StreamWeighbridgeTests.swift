@@ -40,20 +40,8 @@ struct StreamWeighbridgeTests {
                                   logDirectory: dir.path)
         defer { sim.stop() }
         try await sim.waitUntil("the simulator's config") { FileManager.default.fileExists(atPath: dir.file("sim.toml")) }
-        let anchor = UTCInstant(secondsSinceEpoch: Int64(Date().timeIntervalSince1970) / 60 * 60 - 600)
-        let config = """
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(try FreePort.allocate())
-            [shifts]
-            cycle = "10s"
-            anchor = "\(anchor.rfc3339)"
-            [tally]
-            grace = "1s"
-            tick_interval = "500ms"
+        let config = DaemonConfig.header(mqttPort: try FreePort.allocate())
+            + DaemonConfig.shortShifts(cycle: "10s", grace: "1s", tickInterval: "500ms") + """
             [[weighbridge]]
             name = "wb"
             device = "wb"

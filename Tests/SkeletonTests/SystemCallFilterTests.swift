@@ -96,19 +96,7 @@ struct SystemCallFilterTests {
         try await rtuSimulator.waitUntil("the RTU simulator to open its line") { rtuSimulator.log().contains("simulating belt scale on") }
 
         let config = dir.file("kilntally.toml")
-        try ("""
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(broker.port)
-
-            [uplink]
-            batch_interval = "200ms"
-
-            """
+        try (DaemonConfig.header(mqttPort: broker.port, batchInterval: "200ms")
             + BeltScaleSimulator.exampleDeviceConfig(busName: "kiln-plc", port: tcpPort, device: "belt1", pollInterval: "200ms")
             + "\n"
             + BeltScaleSimulator.exampleDeviceConfig(busName: "scale-house", rtuDevice: pty.a, baud: 19200, parity: .even,

@@ -50,14 +50,7 @@ struct SystemdNotifyTests {
         let sim = try PeerProcess(name: "simulator", executable: try RepoPaths.builtProduct("kilntally"),
                                   arguments: ["simulate", "--listen", "127.0.0.1:\(simPort)"], logDirectory: dir.path)
         try await sim.waitForPort(simPort)
-        let config = """
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(try FreePort.allocate())
-
+        let config = DaemonConfig.header(mqttPort: try FreePort.allocate()) + """
             [metrics]
             textfile = "\(dir.file("kilntally.prom"))"
             interval = "1s"
@@ -204,13 +197,7 @@ struct SystemdNotifyTests {
     @Test("under systemd (JOURNAL_STREAM is stderr) log lines carry their syslog priority and no timestamp; elsewhere a timestamp and the level")
     func journalFriendlyLogs() async throws {
         let dir = try TemporaryDirectory()
-        let config = """
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(try FreePort.allocate())
+        let config = DaemonConfig.header(mqttPort: try FreePort.allocate()) + """
             [[bus]]
             name = "plc"
             kind = "tcp"

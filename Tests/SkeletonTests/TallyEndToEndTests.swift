@@ -78,26 +78,9 @@ struct TallyEndToEndTests {
             logDirectory: dir.path)
         try await simulator.waitUntil("the simulator's config") { FileManager.default.fileExists(atPath: dir.file("sim.toml")) && simulator.log().contains("belt") }
         // Shifts of 10 s anchored on a whole minute in the past.
-        let anchor = UTCInstant(secondsSinceEpoch: Int64(Date().timeIntervalSince1970) / 60 * 60 - 600)
-        let config = """
-            [node]
-            site = "plant-a"
-            name = "kiln1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(try mqttPort ?? FreePort.allocate())
-            reconnect_min = "50ms"
-            reconnect_max = "500ms"
-            [uplink]
-            batch_interval = "200ms"
-            [profiles]
-            dirs = []
-            [shifts]
-            cycle = "10s"
-            anchor = "\(anchor.rfc3339)"
-            [tally]
-            grace = "1s"
-            tick_interval = "500ms"
+        let config = DaemonConfig.header(mqttPort: try mqttPort ?? FreePort.allocate(), reconnect: ("50ms", "500ms"),
+                                         batchInterval: "200ms", profileDirs: [])
+            + DaemonConfig.shortShifts(cycle: "10s", grace: "1s", tickInterval: "500ms") + """
             [[stream]]
             name = "msw"
             material = "msw"
