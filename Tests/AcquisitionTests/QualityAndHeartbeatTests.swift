@@ -77,7 +77,12 @@ struct QualityAndHeartbeatTests {
         try await recorder.wait("fresh readings") { r in r.events(.heartbeatResumed) == 1 && r.polls["pump"]?.last?.allSatisfy { $0.quality == .good } == true }
         await recorder.stop()
         let record = recorder.snapshot
-        #expect(record.events.map(\.kind) == [.heartbeatStopped, .heartbeatResumed])
+        // One stop, then the resume. The stepped heartbeat stands still again afterwards, so on a loaded machine a
+        // second stop may legitimately land before the recorder stops: only the events up to the resume are fixed.
+        let kinds = record.events.map(\.kind)
+        let resumed = try #require(kinds.firstIndex(of: .heartbeatResumed))
+        #expect(Array(kinds[...resumed]) == [.heartbeatStopped, .heartbeatResumed])
+        #expect(kinds[(resumed + 1)...].allSatisfy { $0 == .heartbeatStopped })
         let polls = try #require(record.polls["pump"])
         #expect(polls.first?.allSatisfy { $0.quality == .good } == true, "fresh until stale_after has passed")
         #expect(polls.contains { $0.allSatisfy { $0.quality == .stale && $0.value != .none } }, "stale readings keep their values")
