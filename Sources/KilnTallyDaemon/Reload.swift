@@ -242,10 +242,11 @@ final class Reloader: Sendable {
                 report.busesFailed.append(.init(bus: name, error: "\(error)"))
             }
         }
-        configuration.replace(new)
+        let applied = Self.keepingStartOnlyParts(of: old, in: new)
+        configuration.replace(applied)
         // The tally: the new setup goes in as an input, in order with the readings; it takes effect at the boundary.
         if let tally {
-            report.tally = await stage(new.tallySetup, replacing: old.tallySetup, tally: tally)
+            report.tally = await stage(applied.tallySetup, replacing: old.tallySetup, tally: tally)
         } else if !new.streams.isEmpty || !new.weighbridges.isEmpty {
             report.tally = .startsAtRestart
             logger.warning("reload: the tally \(report.tallyLine)")
@@ -279,6 +280,24 @@ final class Reloader: Sendable {
             return .pending(sequence: sequence, accounting: accounting)
         }
         return configured.firstShift.map { .staged(firstShift: $0, accounting: accounting) } ?? .inForce(accounting: accounting)
+    }
+
+    /// `new` with what is read only at start taken from `old`, which is still what runs: the identity ([node]: the
+    /// status, the tally's records and the MQTT topics keep naming the same site and node until the restart), the
+    /// uplink, the store, the log level, metrics, the tick interval and the serial_stream buses. Their sections' text
+    /// stays the old too, so every later reload keeps naming them until the restart.
+    static func keepingStartOnlyParts(of old: KilnTallyConfiguration, in new: KilnTallyConfiguration) -> KilnTallyConfiguration {
+        var c = new
+        c.uplink = old.uplink
+        c.store = old.store
+        c.logLevel = old.logLevel
+        c.metricsTextfile = old.metricsTextfile
+        c.metricsInterval = old.metricsInterval
+        c.tally.tickInterval = old.tally.tickInterval
+        c.acquisition.streamBuses = old.acquisition.streamBuses
+        c.acquisition.streamDevices = old.acquisition.streamDevices
+        for key in readAtStart { c.sections[key] = old.sections[key] }
+        return c
     }
 
     /// Sections read only at start, in the file's text, whose text differs.

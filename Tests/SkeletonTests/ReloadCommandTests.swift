@@ -85,7 +85,7 @@ struct ReloadCommandTests {
 
             """
         }
-        return DaemonConfig.header(mqttPort: brokerPort, reconnect: ("50ms", "300ms"),
+        return DaemonConfig.header(node: changed ? "kiln2" : "kiln1", mqttPort: brokerPort, reconnect: ("50ms", "300ms"),
                                    storeMaxBytes: changed ? "16MiB" : "8MiB", profileDirs: [])
             + DaemonConfig.shortShifts(anchor: anchor)
             + """
@@ -160,7 +160,7 @@ struct ReloadCommandTests {
         #expect(reply["buses_restarted"] as? [String] == ["plc"])
         #expect(reply["buses_started"] as? [String] == [] && reply["buses_stopped"] as? [String] == [])
         #expect((reply["buses_failed"] as? [Any])?.isEmpty == true)
-        #expect(reply["restart_only"] as? [String] == ["[store]"])
+        #expect(reply["restart_only"] as? [String] == ["[node]", "[store]"])
         #expect((reply["errors"] as? [Any])?.isEmpty == true)
         let tally = try #require(reply["tally"] as? [String: Any], "\(reply)")
         #expect(tally["state"] as? String == "staged", "\(tally)")
@@ -182,6 +182,8 @@ struct ReloadCommandTests {
         #expect(Self.node(after)["config_hash"] as? String == newHash)
         #expect(Self.devices(after).compactMap { $0["device"] as? String } == ["belt", "feeder"])
         #expect((after["store"] as? [String: Any])?["max_bytes"] as? Int == 8 << 20)
+        // The renamed node waits for the restart too: status, records and topics keep the running identity.
+        #expect(Self.node(after)["node"] as? String == "kiln1")
         // The tally: the first report under the new setup is the shift the reply named, with both streams; the one
         // before it has only msw under the old configuration.
         var reports: [[String: Any]] = []
@@ -193,6 +195,7 @@ struct ReloadCommandTests {
         #expect(first["shift"] as? String == tally["first_shift"] as? String, "\(first)")
         #expect(first["start_utc"] as? String == effectiveText)
         #expect((first["streams"] as? [[String: Any]])?.compactMap { $0["name"] as? String }.sorted() == ["msw", "rdf"])
+        #expect(first["node"] as? String == "kiln1", "\(first)")
         let previous = try #require(reports.last { $0["end_utc"] as? String == effectiveText }, "\(reports)")
         #expect(previous["config_hash"] as? String == oldHash)
         #expect((previous["streams"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["msw"])
