@@ -9,13 +9,20 @@ import Uplink
 /// survives restarts and outages and the uplink publishes it on `events` from the ledger's cursor with a stable id.
 /// Recording never waits for the disk: events queue (up to `bufferLimit`; beyond that the newest are counted and
 /// dropped, which only a failing disk can cause) and the service stores them in order.
+///
+/// An event the ledger cannot take (a full disk: the very outage the hub must hear about) is not given up: it is
+/// retried every `retryInterval` while later events wait behind it, in order, until the disk takes it again. Only at
+/// shutdown with the disk still failing are the waiting events given up, each logged with its message.
 final class EventLog: Sendable {
     private let stream: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
     private let dropped = Mutex<Int>(0)
+    private let finishing = Mutex(false)
+    let retryInterval: Duration
 
-    init(bufferLimit: Int = 10_000) {
+    init(bufferLimit: Int = 10_000, retryInterval: Duration = .seconds(2)) {
         (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingOldest(bufferLimit))
+        self.retryInterval = retryInterval
     }
 
     func record(_ event: Event) {
@@ -23,24 +30,46 @@ final class EventLog: Sendable {
     }
 
     /// Stores events until `finish()`, then what is still queued.
-    fileprivate func drain(into ledger: Ledger, identity: NodeIdentity, logger: Logger) async {
+    func drain(into ledger: Ledger, identity: NodeIdentity, logger: Logger) async {
         for await e in stream {
             let line: Logger.Message = "event \(e.kind.rawValue): \(e.message)"
             switch e.severity {
             case .alarm: logger.warning(line)
             case .warning, .info: logger.notice(line)
             }
-            do {
-                try await ledger.append(type: Payloads.eventRecordType, body: Payloads.eventBody(e, identity: identity), time: e.time)
-            } catch {
-                logger.error("event \(e.kind.rawValue) not stored in the ledger: \(error)")
-            }
+            await store(e, into: ledger, identity: identity, logger: logger)
             let lost = dropped.withLock { n in defer { n = 0 }; return n }
             if lost > 0 { logger.error("\(lost) event(s) were dropped: the ledger could not keep up") }
         }
     }
 
-    fileprivate func finish() { continuation.finish() }
+    /// Appends `e`, retrying while the ledger refuses it; gives up only when the service is finishing.
+    private func store(_ e: Event, into ledger: Ledger, identity: NodeIdentity, logger: Logger) async {
+        let body = Payloads.eventBody(e, identity: identity)
+        var failures = 0
+        while true {
+            do {
+                try await ledger.append(type: Payloads.eventRecordType, body: body, time: e.time)
+                if failures > 0 { logger.notice("event \(e.kind.rawValue) stored in the ledger after \(failures) failed attempt(s)") }
+                return
+            } catch {
+                failures += 1
+                if finishing.withLock({ $0 }) {
+                    logger.error("event \(e.kind.rawValue) not stored in the ledger, given up at shutdown: \(error); the event was: \(e.message)")
+                    return
+                }
+                if failures == 1 {
+                    logger.error("event \(e.kind.rawValue) not stored in the ledger yet, retrying every \(retryInterval) (later events wait behind it): \(error)")
+                }
+                try? await Task.sleep(for: retryInterval)
+            }
+        }
+    }
+
+    func finish() {
+        finishing.withLock { $0 = true }
+        continuation.finish()
+    }
 }
 
 /// Runs the event log until shutdown; then stores what is queued and closes the ledger (it stops after the
