@@ -196,7 +196,8 @@ public enum Daemon {
         let events = EventLog()
         let info = Payloads.StatusInfo(version: KilnTallyVersion.current, configHash: configuration.contentHash,
                                        startedAt: options.clock.now())
-        let uplink = Uplink(config: configuration.uplink, store: store, ledger: ledger, info: info, clock: options.clock, logger: logger)
+        let uplink = Uplink(config: configuration.uplink, store: store, ledger: ledger, info: info, clock: options.clock, logger: logger,
+                            events: { events.record($0) })
         // The tally runs when there is something to account; its checkpoint is loaded before any service.
         let tallyConfigured = !configuration.streams.isEmpty || !configuration.weighbridges.isEmpty
         let barrier = ReadinessBarrier(Set(["store", "events", "uplink", "acquisition"] + (tallyConfigured ? ["tally"] : [])))
@@ -508,6 +509,7 @@ public enum Daemon {
                 "connected": c.uplink.isConnected, "acknowledged_seq": Int(acked),
                 "backlog": acked > 0 && stats.lastDurableSequence > acked ? Int(stats.lastDurableSequence - acked) : NSNull(),
                 "last_ack": c.uplink.lastAcknowledgement?.rfc3339 ?? NSNull(),
+                "last_error": c.uplink.lastConnectionError ?? NSNull(),
             ] as [String: Any],
         ]
         if let tally = c.tally {

@@ -268,6 +268,8 @@ struct ClientState {
         if connected {
             connected = false
             effects.events.append(.disconnected(error))
+        } else if let error, !refusedNow {
+            effects.events.append(.attemptFailed(error))
         }
         return effects
     }
@@ -277,7 +279,7 @@ struct ClientState {
     mutating func connectAttemptFailed(_ error: MQTTError, refused: Bool) -> Effects {
         var effects = Effects()
         lastError = error
-        if refused { refuse(error, into: &effects) }
+        if refused { refuse(error, into: &effects) } else { effects.events.append(.attemptFailed(error)) }
         return effects
     }
 
@@ -322,7 +324,9 @@ struct ClientState {
                 lastError = error
                 refuse(error, into: &effects)
             } else {
-                lastError = MQTTError(broker: broker, call: "connection", code: 7 /* MOSQ_ERR_CONN_LOST */, message: text)
+                let error = MQTTError(broker: broker, call: "connection", code: 7 /* MOSQ_ERR_CONN_LOST */, message: text)
+                lastError = error
+                effects.events.append(.attemptFailed(error))
             }
         }
         if connected {

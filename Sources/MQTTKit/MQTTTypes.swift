@@ -128,6 +128,10 @@ public enum MQTTConnectionEvent: Sendable {
     case connectionRefused(MQTTError)
     /// An established connection ended: `nil` after `shutdown`, otherwise why it was lost.
     case disconnected(MQTTError?)
+    /// An attempt to connect failed before the broker answered: nothing listens on the port, the host cannot be
+    /// reached, the connection dropped before the CONNACK (e.g. plain MQTT spoken to a TLS port). The client keeps
+    /// retrying with backoff; one event per failed attempt.
+    case attemptFailed(MQTTError)
 }
 
 /// The password never appears in a description, a debug description or a mirror (`dump`): a configuration that

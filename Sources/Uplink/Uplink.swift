@@ -27,6 +27,19 @@ public final class Uplink: Sendable {
     /// Whether the broker connection is up, and when the broker last acknowledged a readings batch.
     private let link = Mutex<(connected: Bool, lastAck: UTCInstant?, readingsAcked: UInt64)>((false, nil, 0))
     public var isConnected: Bool { link.withLock { $0.connected } }
+    /// Why the uplink is not connected (the last failed attempt, refusal or loss); nil while connected.
+    public var lastConnectionError: String? { outage.withLock { $0.lastError } }
+    /// The outage in progress, for the log, the status and the `uplink_down`/`uplink_up` events.
+    private let outage = Mutex(Outage())
+    private struct Outage {
+        var lastError: String?
+        /// When the link went down (or the first attempt failed); nil while up or before the first attempt.
+        var since: UTCInstant?
+        var failedAttempts = 0
+        var lastWarning: (text: String, at: ContinuousClock.Instant)?
+    }
+    /// Where `uplink_down`/`uplink_up` events go (the daemon's event log: the ledger, published once back up).
+    private let recordEvent: (@Sendable (Event) -> Void)?
     public var lastAcknowledgement: UTCInstant? { link.withLock { $0.lastAck } }
     /// The last reading sequence number the broker acknowledged in this run (0 before the first).
     public var readingsAcknowledged: UInt64 { link.withLock { $0.readingsAcked } }
@@ -45,7 +58,8 @@ public final class Uplink: Sendable {
         AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
 
     public init(config: UplinkConfig, store: RingStore, ledger: Ledger? = nil, info: Payloads.StatusInfo, clock: any WallClock,
-                logger: Logger) {
+                logger: Logger, events: (@Sendable (Event) -> Void)? = nil) {
+        self.recordEvent = events
         self.config = config
         self.store = store
         self.ledger = ledger
@@ -122,15 +136,66 @@ public final class Uplink: Sendable {
         link.withLock {
             if case .connected = event { $0.connected = true } else { $0.connected = false }
         }
+        let now = clock.now()
         switch event {
         case .connected:
-            logger.info("connected to MQTT broker")
+            let ended = outage.withLock { o -> Outage in defer { o = Outage() }; return o }
+            guard let since = ended.since else {
+                logger.info("connected to MQTT broker")
+                return
+            }
+            let down = Double(now.nanosecondsSinceEpoch - since.nanosecondsSinceEpoch) / 1e9
+            let text = "MQTT connection up again after \(Self.roundedSeconds(down)) s down (since \(since.rfc3339), "
+                + "\(ended.failedAttempts) failed attempt(s)\(ended.lastError.map { ", last: \($0)" } ?? ""))"
+            logger.notice("\(text)")
+            recordEvent?(Event(kind: .uplinkUp, severity: .info, time: now, message: text,
+                               attributes: ["down_since": since.rfc3339, "failed_attempts": "\(ended.failedAttempts)"]))
         case .connectionRefused(let error):
             logger.error("MQTT broker refused the connection: \(error)")
+            outage.withLock { $0.failedAttempts += 1 }
+            wentDown(error: "\(error)", now: now)
         case .disconnected(let error):
-            if let error { logger.warning("MQTT connection lost: \(error)") } else { logger.info("MQTT disconnected") }
+            guard let error else {
+                logger.info("MQTT disconnected")
+                return
+            }
+            logger.warning("MQTT connection lost: \(error)")
+            wentDown(error: "\(error)", now: now)
+        case .attemptFailed(let error):
+            let text = "\(error)"
+            let reason = "\(error.code) \(error.message)"  // not the call: connect_async first, reconnect_async after
+            let (attempts, warn) = outage.withLock { o -> (Int, Bool) in
+                o.failedAttempts += 1
+                // The first failure, a new reason, and then every 10 minutes: the journal shows why without
+                // repeating it at every backoff step.
+                let warn = o.lastWarning.map { $0.text != reason || ContinuousClock.now - $0.at >= .seconds(600) } ?? true
+                if warn { o.lastWarning = (reason, .now) }
+                return (o.failedAttempts, warn)
+            }
+            if warn {
+                logger.warning("cannot reach the MQTT broker (attempt \(attempts), retrying with backoff; readings wait in the store): \(text)")
+            } else {
+                logger.debug("MQTT connection attempt \(attempts) failed: \(text)")
+            }
+            wentDown(error: text, now: now)
         }
     }
+
+    /// Notes why the link is down; the first time in an outage, records `uplink_down`.
+    private func wentDown(error: String, now: UTCInstant) {
+        let first = outage.withLock { o -> Bool in
+            o.lastError = error
+            guard o.since == nil else { return false }
+            o.since = now
+            return true
+        }
+        guard first else { return }
+        recordEvent?(Event(kind: .uplinkDown, severity: .warning, time: now,
+                           message: "MQTT broker \(config.mqtt.host):\(config.mqtt.port) not reachable: \(error); readings wait in the store",
+                           attributes: ["broker": "\(config.mqtt.host):\(config.mqtt.port)"]))
+    }
+
+    private static func roundedSeconds(_ s: Double) -> String { String(Int(s.rounded())) }
 
     /// Store-and-forward: publish everything after the durable cursor, oldest first, in batches; the cursor
     /// advances to a batch's last sequence number once the broker acknowledged it. A backlog (after an outage or a

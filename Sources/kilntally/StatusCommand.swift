@@ -77,6 +77,7 @@ struct Status: ParsableCommand {
         out += "\nledger: \(str((s["ledger"] as? [String: Any])?["records"])) records\n"
         let up = s["uplink"] as? [String: Any] ?? [:]
         out += "uplink: \((up["connected"] as? Bool ?? false) ? "connected to" : "NOT connected to") \(str(up["broker"])), acknowledged up to reading \(str(up["acknowledged_seq"])), backlog \(str(up["backlog"])), last acknowledgement \(str(up["last_ack"]))\n"
+        if let error = up["last_error"] as? String { out += "        last error: \(error)\n" }
         if let tally = s["tally"] as? [String: Any] {
             if let c = tally["current"] as? [String: Any] {
                 out += "\nshift \(str(c["shift"])) (\(str(c["start_local"])) to \(str(c["end_local"]))), crew \(str(c["crew"])), as of \(str(c["as_of"]))\n"

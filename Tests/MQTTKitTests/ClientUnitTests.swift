@@ -186,4 +186,14 @@ struct ClientUnitTests {
             #expect(!client.isConnected)
         }
     }
+
+    @Test("each failed attempt to reach a broker is an event naming why, while the client keeps retrying")
+    func attemptFailuresAreEvents() async throws {
+        try await withClient(testConfiguration(port: try FreePort.allocate())) { client, events in
+            let seen = try await events.wait("two failed attempts") { $0.attemptFailures.count >= 2 }
+            #expect(seen.attemptFailures.allSatisfy { $0.description.contains("Connection refused") }, "\(seen.attemptFailures)")
+            #expect(seen.refusals.isEmpty && seen.connectedCount == 0)
+            #expect(!client.isConnected)
+        }
+    }
 }

@@ -163,6 +163,9 @@ extension Array where Element == MQTTConnectionEvent {
     var refusals: [MQTTError] {
         compactMap { if case .connectionRefused(let error) = $0 { error } else { nil } }
     }
+    var attemptFailures: [MQTTError] {
+        compactMap { if case .attemptFailed(let error) = $0 { error } else { nil } }
+    }
 }
 
 /// Whether an async operation started by a test has finished, readable at any time.

@@ -111,6 +111,59 @@ struct BrokerOutageTests {
         #expect(rss1 - rss0 < 3_000, "RSS grew from \(rss0) kB to \(rss1) kB during the outage")
     }
 
+    @Test("a broker that is not there: why, in the log once (not at every attempt) and in status; uplink_down and uplink_up in the ledger once it is back")
+    func unreachableBrokerIsExplained() async throws {
+        let dir = try TemporaryDirectory()
+        let simPort = try FreePort.allocate(), brokerPort = try FreePort.allocate()
+        let sim = try PeerProcess(name: "simulator", executable: try RepoPaths.builtProduct("kilntally"),
+                                  arguments: ["simulate", "--listen", "127.0.0.1:\(simPort)"], logDirectory: dir.path)
+        defer { sim.stop() }
+        try await sim.waitForPort(simPort)
+        let config = DaemonConfig.header(mqttPort: brokerPort, reconnect: ("20ms", "100ms"), batchInterval: "50ms")
+            + BeltScaleSimulator.exampleDeviceConfig(port: simPort, pollInterval: "100ms")
+        try config.write(toFile: dir.file("kilntally.toml"), atomically: true, encoding: .utf8)
+        let socket = dir.file("ctl.sock")
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", dir.file("kilntally.toml"), "--state-dir", dir.file("state"), "--socket", socket],
+                                     logDirectory: dir.path)
+        defer { daemon.stop() }
+        func cli(_ args: [String]) async throws -> String {
+            let p = try PeerProcess(name: "kilntally-\(UUID().uuidString.prefix(6))", executable: try RepoPaths.builtProduct("kilntally"),
+                                    arguments: args + ["--socket", socket], logDirectory: dir.path)
+            let status = try await p.waitForExit(timeout: .seconds(20))
+            try #require(status == 0, "\(args): \(p.log())")
+            return p.log()
+        }
+        func uplink() async throws -> [String: Any] {
+            let status = try JSONSerialization.jsonObject(with: Data(try await cli(["status", "--json"]).utf8)) as? [String: Any]
+            return status?["uplink"] as? [String: Any] ?? [:]
+        }
+        try await daemon.waitUntil("the control socket", timeout: .seconds(15)) { FileManager.default.fileExists(atPath: socket) }
+        try await Task.sleep(for: .milliseconds(300))  // the socket file exists just before it listens
+        try await Task.sleep(for: .seconds(2))  // ~20 refused attempts at 20-100 ms backoff
+        let down = try await uplink()
+        #expect(down["connected"] as? Bool == false)
+        #expect((down["last_error"] as? String)?.contains("Connection refused") == true, "\(down)")
+        #expect(try await cli(["status"]).contains("last error: "), "the status text says why")
+        let warnings = daemon.log().components(separatedBy: "cannot reach the MQTT broker").count - 1
+        #expect(warnings == 1, "one warning for one reason, not one per attempt:\n\(daemon.log())")
+
+        let broker = try await MosquittoBroker.start(in: dir, port: brokerPort)
+        defer { broker.stop() }
+        var events: [[String: Any]] = []
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline, !events.contains(where: { $0["kind"] as? String == "uplink_up" }) {
+            try await Task.sleep(for: .milliseconds(200))
+            let text = try await cli(["events", "--json", "--last", "20"])
+            events = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]]) ?? []
+        }
+        let kinds = events.compactMap { $0["kind"] as? String }.filter { $0.hasPrefix("uplink_") }
+        #expect(kinds == ["uplink_down", "uplink_up"], "\(events)")
+        let up = try #require(events.first { $0["kind"] as? String == "uplink_up" })
+        #expect((up["message"] as? String)?.contains("failed attempt(s), last: ") == true, "\(up)")
+        #expect(try await uplink()["last_error"] is NSNull)
+    }
+
     /// Every reading the hub received, in arrival order: its sequence number and its content (without the number).
     func received(_ hub: MosquittoSubscriber) -> [(seq: Int, content: String)] {
         hub.messages().compactMap { ReadingsMessage($0.payload) }.flatMap { m in
