@@ -476,7 +476,7 @@ public enum Daemon {
                     "state": st.busError == nil ? "open" : "cannot be opened", "error": st.busError ?? NSNull(),
                     "devices": st.devices.map { d -> [String: Any] in
                         [
-                            "device": d.device.rawValue, "state": d.up ? "up" : "down",
+                            "device": d.device.rawValue, "state": d.polls == 0 ? "not polled yet" : d.up ? "up" : "down",
                             "last_good_read": d.lastGoodRead?.rfc3339 ?? NSNull(), "last_error": d.lastError ?? NSNull(),
                             "latency_ms": ms(d.lastLatency), "backoff_ms": ms(d.backoff),
                             "polls": d.polls, "errors": d.errors, "failures_in_a_row": d.failures,

@@ -78,11 +78,14 @@ struct LifecycleService: Service {
     /// One line: devices answering, the uplink, the store.
     static func summary(pollers: [BusPoller], streams: [StreamBusReader] = [], store: RingStore, uplink: Uplink) async -> String {
         let devices = pollers.flatMap(\.status.devices)
-        let up = devices.filter(\.up).count + streams.filter(\.status.up).count
+        // Answering: answered its last poll. A device not polled yet (at READY, before the first turn) is not
+        // counted as answering; the line says how many are still to be polled.
+        let up = devices.filter { $0.up && $0.polls > 0 }.count + streams.filter(\.status.up).count
+        let pending = devices.filter { $0.polls == 0 }.count
         let total = devices.count + streams.count
         let stats = await store.statistics()
         let fill = Double(stats.bytes) / Double(max(store.options.maxBytes, 1)) * 100
-        var parts = ["\(up)/\(total) devices answering"]
+        var parts = ["\(up)/\(total) devices answering" + (pending > 0 ? " (\(pending) not polled yet)" : "")]
         let busesDown = pollers.filter { $0.status.busError != nil }.map(\.bus.name)
         if !busesDown.isEmpty { parts.append("bus \(busesDown.joined(separator: ", ")) cannot be opened") }
         parts.append(uplink.isConnected ? "uplink connected" : "uplink not connected")

@@ -241,4 +241,47 @@ struct SystemdNotifyTests {
         let first = try #require(plain.split(separator: "\n").first)
         #expect(first.prefix(4).allSatisfy(\.isNumber) && first.contains(" info "), "\(first)")
     }
+
+    @Test("READY does not count a device as answering before it has answered: a silent device is 'not polled yet', then not answering")
+    func readyCountsOnlyAnsweredDevices() async throws {
+        let dir = try TemporaryDirectory()
+        let notify = try FakeNotifySocket(dir)
+        // pymodbus serves unit 1; the device asks as unit 7, which it never answers (the client times out).
+        let slave = try await PymodbusServer.startTCP(in: dir, map: PymodbusRegisterMap(size: 4, holding: [5]), unit: 1,
+                                                      faults: [7: .silent])
+        defer { slave.process.stop() }
+        let config = DaemonConfig.header(mqttPort: try FreePort.allocate()) + """
+            [[bus]]
+            name = "plc"
+            kind = "tcp"
+            host = "127.0.0.1"
+            port = \(slave.port)
+            response_timeout = "1500ms"
+
+            [[device]]
+            name = "silent"
+            bus = "plc"
+            unit_id = 7
+            poll_interval = "1s"
+              [[device.channel]]
+              name = "rate"
+              table = "holding"
+              address = 0
+              type = "uint16"
+
+            """
+        try config.write(toFile: dir.file("kilntally.toml"), atomically: true, encoding: .utf8)
+        let daemon = try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                                     arguments: ["--config", dir.file("kilntally.toml"), "--state-dir", dir.file("state"),
+                                                 "--socket", dir.file("k.sock")],
+                                     environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"], logDirectory: dir.path)
+        defer { daemon.stop() }
+        try await daemon.waitUntil("READY=1", timeout: .seconds(20)) { notify.count("READY=1") == 1 }
+        let ready = try #require(notify.messages.first { $0.message.contains("READY=1") }).message
+        #expect(ready.contains("0/1 devices answering (1 not polled yet)"), "\(ready)")
+        try await daemon.waitUntil("the first poll timed out", timeout: .seconds(10)) {
+            notify.messages.last?.message.contains("STATUS=0/1 devices answering, ") == true
+        }
+        #expect(!notify.messages.contains { $0.message.contains("1/1 devices answering") }, "\(notify.messages.map(\.message))")
+    }
 }
