@@ -151,7 +151,12 @@ public final class Uplink: Sendable {
             recordEvent?(Event(kind: .uplinkUp, severity: .info, time: now, message: text,
                                attributes: ["down_since": since.rfc3339, "failed_attempts": "\(ended.failedAttempts)"]))
         case .connectionRefused(let error):
-            logger.error("MQTT broker refused the connection: \(error)")
+            if error.call == "TLS handshake" {
+                // Most often the plant refusing the broker's certificate, not the broker refusing the plant.
+                logger.error("TLS handshake with the MQTT broker failed (check [mqtt.tls] ca_file, the host name and the clock): \(error)")
+            } else {
+                logger.error("MQTT broker refused the connection: \(error)")
+            }
             outage.withLock { $0.failedAttempts += 1 }
             wentDown(error: "\(error)", now: now)
         case .disconnected(let error):

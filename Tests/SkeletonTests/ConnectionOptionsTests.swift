@@ -213,6 +213,26 @@ struct ConnectionOptionsDaemonTests {
             #expect(try await d.waitForExit(timeout: .seconds(15)) == 0)
         }
     }
+
+    @Test("a broker certificate the plant's CA did not sign: the log says the TLS handshake failed (not that the broker refused) and why, and keeps retrying")
+    func wrongCAIsATLSFailure() async throws {
+        let dir = try TemporaryDirectory()
+        let (sim, simPort) = try await startSimulator(in: dir)
+        defer { sim.stop() }
+        let hubCA = try await TestCertificateAuthority.make(in: dir, name: "hub")
+        let stranger = try await TestCertificateAuthority.make(in: dir, name: "stranger")
+        let broker = try await MosquittoBroker.start(in: dir, extraConfig: hubCA.listenerConfig)
+        defer { broker.stop() }
+        let d = try daemon("kilntallyd", in: dir, config: config(brokerPort: broker.port, simulatorPort: simPort, mqtt: "",
+                                                                   tls: "ca_file = \"\(stranger.caFile)\""), logLevel: "info")
+        defer { d.stop() }
+        try await d.waitUntil("two handshakes failed", timeout: .seconds(15)) {
+            d.log().components(separatedBy: "TLS handshake with the MQTT broker failed").count - 1 >= 2
+        }
+        #expect(d.log().contains("certificate verify failed"), "\(d.log())")
+        #expect(!d.log().contains("MQTT broker refused the connection"), "\(d.log())")
+        #expect(!d.log().contains("connected to MQTT broker"))
+    }
 }
 
 extension Array {
