@@ -11,7 +11,8 @@ import Uplink
 enum StageBenchmarks {
     /// Runs `body` on the cooperative pool while the main thread waits on a semaphore. valgrind 3.19 crashes when the
     /// main thread parks in libdispatch's main loop (rt_sigsuspend), which is where an async main waits; a blocked
-    /// main thread keeps callgrind working.
+    /// main thread keeps callgrind working. `body` must not need the main actor (the main thread is blocked): pass
+    /// it values, not top-level variables of main.swift, which are main-actor isolated.
     static func blocking(_ body: @escaping @Sendable () async throws -> Void) {
         let done = DispatchSemaphore(value: 0)
         Task.detached {

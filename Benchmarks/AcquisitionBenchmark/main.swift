@@ -32,11 +32,7 @@ while let a = args.popFirst() {
             decodeCount = n
             args.removeFirst()
         }
-    case "store":
-    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: decodeCount) }
-case "encode":
-    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: decodeCount) }
-case "replay":
+    case "replay":
         mode = a
         if let n = args.first.flatMap({ Int($0) }) {
             replayCount = n
@@ -62,9 +58,13 @@ case "decode":
 case "tally":
     try TallyBenchmark.run(readings: decodeCount)
 case "store":
-    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: decodeCount) }
+    // Pass the count by value: the top-level variables are main-actor isolated, and reading one inside the closure
+    // would hop to the main thread that `blocking` keeps waiting (a deadlock, before the stage ever starts).
+    let n = decodeCount
+    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: n) }
 case "encode":
-    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: decodeCount) }
+    let n = decodeCount
+    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: n) }
 case "serial":
     SerialBenchmark.run(bytes: decodeCount)
 case "replay":
