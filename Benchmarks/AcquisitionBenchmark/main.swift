@@ -7,6 +7,9 @@
 //   swift run -c release acquisition-benchmark cadence [--seconds S]   # (d) healthy cadence with/without a dead neighbour
 //   swift run -c release acquisition-benchmark decode N   # (c) decode N readings (for Benchmarks/callgrind.sh)
 //   swift run -c release acquisition-benchmark tally N    # N inputs through the tally engine (Benchmarks/callgrind.sh tally)
+//   swift run -c release acquisition-benchmark store N [--rate R]    # N readings submitted + group-committed into the ring
+//   swift run -c release acquisition-benchmark encode N [--rate R]   # N durable readings read back + encoded as payloads
+//                                                         # (Benchmarks/callgrind.sh store|encode; R readings per commit, 10,000)
 //   swift run -c release acquisition-benchmark serial N   # issue 8: N bytes per stream protocol through parser + readings
 //   swift run -c release acquisition-benchmark replay [N] [--batch B] [--rate R]
 //                                                         # issue 6: store → loopback mosquitto replay vs mosquitto_pub
@@ -23,6 +26,7 @@ var cycles = 100
 var replayCount = 500_000
 var replayBatch = 500
 var replayRate = 0
+var stageRate = 10_000
 while let a = args.popFirst() {
     switch a {
     case "planner", "cycle", "cadence", "all": mode = a
@@ -32,18 +36,16 @@ while let a = args.popFirst() {
             decodeCount = n
             args.removeFirst()
         }
-    case "store":
-    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: decodeCount) }
-case "encode":
-    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: decodeCount) }
-case "replay":
+    case "replay":
         mode = a
         if let n = args.first.flatMap({ Int($0) }) {
             replayCount = n
             args.removeFirst()
         }
     case "--batch": replayBatch = Int(args.popFirst()!)!
-    case "--rate": replayRate = Int(args.popFirst()!)!
+    case "--rate":
+        replayRate = Int(args.popFirst()!)!
+        stageRate = replayRate
     case "--seconds": cadenceSeconds = Double(args.popFirst()!)!
     case "--cycles": cycles = Int(args.popFirst()!)!
     default: fatalError("unknown argument \(a) (modes: planner, cycle, cadence, decode N; options --seconds S, --cycles N)")
@@ -62,9 +64,13 @@ case "decode":
 case "tally":
     try TallyBenchmark.run(readings: decodeCount)
 case "store":
-    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: decodeCount) }
+    // Pass the count by value: the top-level variables are main-actor isolated, and reading one inside the closure
+    // would hop to the main thread that `blocking` keeps waiting (a deadlock, before the stage ever starts).
+    let (n, rate) = (decodeCount, stageRate)
+    StageBenchmarks.blocking { try await StageBenchmarks.store(readings: n, rate: rate) }
 case "encode":
-    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: decodeCount) }
+    let (n, rate) = (decodeCount, stageRate)
+    StageBenchmarks.blocking { try await StageBenchmarks.encode(readings: n, rate: rate) }
 case "serial":
     SerialBenchmark.run(bytes: decodeCount)
 case "replay":

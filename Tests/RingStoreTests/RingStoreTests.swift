@@ -2,6 +2,7 @@ import Foundation
 import KilnTallyCore
 import Logging
 @testable import RingStore
+import Synchronization
 import TestSupport
 import Testing
 
@@ -57,6 +58,43 @@ struct RingStoreTests {
         #expect(try await store.read(after: 0, limit: 100, filter: nil).readings.isEmpty)
         await store.commit()
         #expect(try await store.read(after: 0, limit: 100, filter: nil).readings.count == 10)
+        await store.close()
+    }
+
+    @Test("a frame read a batch at a time is read and decoded once, also with two readers at their own pace")
+    func batchedReadsDecodeAFrameOnce() async throws {
+        let fs = CountingFileIO(SimulatedFileSystem())
+        let store = try await RingStore(directory: "/state/readings", fs: fs, clock: ManualClock(start: UTCInstant(secondsSinceEpoch: 1_790_000_000)),
+                                        bootID: Array(repeating: 7, count: 16), logger: quietLogger)
+        try await store.append((1...1000).map(sampleReading))  // one commit, one frame
+        fs.resetReads()
+        var got: [(seq: UInt64, reading: Reading)] = []
+        while true {
+            let batch = try await store.read(after: got.last?.seq ?? 0, limit: 200, filter: nil).readings
+            guard !batch.isEmpty else { break }
+            got += batch
+        }
+        #expect(got.map(\.seq) == Array(1...1000))
+        #expect(got.allSatisfy { $0.reading == sampleReading($0.seq) })
+        #expect(fs.reads == 1, "the frame was read \(fs.reads) times for 5 batches")
+
+        // The uplink and the tally read different frames in turns: neither makes the other decode again.
+        try await store.append((1001...2000).map(sampleReading))
+        fs.resetReads()
+        var (a, b): (UInt64, UInt64) = (0, 1000)
+        while a < 1000 || b < 2000 {
+            if a < 1000 {
+                let r = try await store.read(after: a, limit: min(150, Int(1000 - a)), filter: nil).readings
+                #expect(r.map(\.seq) == Array((a + 1)..<(a + 1 + UInt64(r.count))) && r.allSatisfy { $0.reading == sampleReading($0.seq) })
+                a = r.last?.seq ?? 1000
+            }
+            if b < 2000 {
+                let r = try await store.read(after: b, limit: 110, filter: nil).readings
+                #expect(r.map(\.seq) == Array((b + 1)..<(b + 1 + UInt64(r.count))) && r.allSatisfy { $0.reading == sampleReading($0.seq) })
+                b = r.last?.seq ?? 2000
+            }
+        }
+        #expect(fs.reads == 1, "only the new frame is read: \(fs.reads)")
         await store.close()
     }
 
@@ -576,4 +614,29 @@ struct RecoveryCrashTests {
         #expect(seqs.count >= Int(durable), "seed \(seed): the previous open called 1...\(durable) durable; \(seqs.count) survived")
         await reopened.close()
     }
+}
+
+/// Forwards to a simulated file system and counts the reads (pread) the store makes.
+final class CountingFileIO: FileIO {
+    let base: SimulatedFileSystem
+    private let readCount = Mutex(0)
+    init(_ base: SimulatedFileSystem) { self.base = base }
+    var reads: Int { readCount.withLock { $0 } }
+    func resetReads() { readCount.withLock { $0 = 0 } }
+
+    func read(_ file: FileID, path: String, count: Int, at offset: Int64) throws(StoreError) -> [UInt8] {
+        readCount.withLock { $0 += 1 }
+        return try base.read(file, path: path, count: count, at: offset)
+    }
+    func open(_ path: String, create: Bool) throws(StoreError) -> FileID { try base.open(path, create: create) }
+    func close(_ file: FileID) { base.close(file) }
+    func size(_ file: FileID, path: String) throws(StoreError) -> Int64 { try base.size(file, path: path) }
+    func write(_ file: FileID, path: String, _ bytes: [UInt8], at offset: Int64) throws(StoreError) { try base.write(file, path: path, bytes, at: offset) }
+    func sync(_ file: FileID, path: String) throws(StoreError) { try base.sync(file, path: path) }
+    func truncate(_ file: FileID, path: String, to size: Int64) throws(StoreError) { try base.truncate(file, path: path, to: size) }
+    func rename(_ from: String, to: String) throws(StoreError) { try base.rename(from, to: to) }
+    func remove(_ path: String) throws(StoreError) { try base.remove(path) }
+    func makeDirectories(_ path: String) throws(StoreError) { try base.makeDirectories(path) }
+    func list(_ directory: String) throws(StoreError) -> [String] { try base.list(directory) }
+    func syncDirectory(_ directory: String) throws(StoreError) { try base.syncDirectory(directory) }
 }
