@@ -424,12 +424,19 @@ public actor RingStore {
                     gap = gap.map { min($0.lowerBound, lost.lowerBound)...lost.upperBound } ?? lost
                     continue
                 }
-                for (i, r) in decoded.readings.enumerated() {
+                // From the first reading after `seq`: a reader going through a frame in batches must not step over
+                // (and copy) the readings it already has on every call.
+                let readings = decoded.readings
+                var i = seq >= decoded.firstSequence ? Int(seq - decoded.firstSequence) + 1 : 0
+                while i < readings.count {
                     let n = decoded.firstSequence + UInt64(i)
-                    guard n > seq, n <= durableUpTo else { continue }
-                    if let filter, !filter(r) { continue }
-                    out.append((n, r))
-                    if out.count >= limit { return ReadResult(readings: out, gap: gap) }
+                    if n > durableUpTo { return ReadResult(readings: out, gap: gap) }
+                    if filter == nil || filter!(readings[i]) {
+                        if out.isEmpty { out.reserveCapacity(min(limit, readings.count - i)) }
+                        out.append((n, readings[i]))
+                        if out.count >= limit { return ReadResult(readings: out, gap: gap) }
+                    }
+                    i += 1
                 }
             }
         }
