@@ -67,8 +67,9 @@ public actor RingStore {
         /// Commit early once this many encoded bytes are pending.
         public var syncBytes: Int = 1 << 20
         public var maxPendingReadings: Int = 200_000
-        /// Readings per frame, at most (a frame is the unit of checksum and of loss at a torn tail).
-        public var maxReadingsPerFrame: Int = 8192
+        /// Readings per frame, at most (a frame is the unit of checksum and of loss at a torn tail, and what a
+        /// reader decodes and keeps at once: 2,048 keeps that memory small; larger frames save nothing measurable).
+        public var maxReadingsPerFrame: Int = 2048
         /// Frame bytes between restatements of the series dictionary: what damage inside the active segment can
         /// cost at most besides the damaged frame itself (about 3 % overhead at the default).
         public var dictionaryRestatementBytes: Int = 64 << 10
@@ -146,13 +147,15 @@ public actor RingStore {
     private let commitSignal: AsyncStream<Void>.Continuation
     private let commitRequests: AsyncStream<Void>
     /// The frames `read(after:)` decoded last, most recent last. Readers take a frame a batch at a time (the uplink
-    /// 200 readings, the tally 2,000, of a commit's frame of up to `maxReadingsPerFrame`); reading, checking and
+    /// 200 readings, the tally 2,000, of a commit's frames of up to `maxReadingsPerFrame`); reading, checking and
     /// decoding the whole frame again for every batch cost ~61,000 instructions per reading read back at 10,000
     /// readings/s (frames of 8,192, batches of 200), against ~2,600 with the frame kept (Benchmarks/callgrind.sh
-    /// encode). Two entries, because the uplink and the tally read at their own pace.
+    /// encode). Four entries: the uplink and the tally read at their own pace, and a tally batch of 2,000 spans two
+    /// frames of 2,048.
     /// A durable frame never changes and its key is never reused (segments are named by their first sequence
-    /// number and only dropped whole), so an entry stays right until it is evicted; at most two frames' readings
-    /// are kept (about 1 MB each at 8,192 readings).
+    /// number and only dropped whole), so an entry stays right until it is evicted; at most four frames' readings
+    /// are kept (about 250 KB each at 2,048 readings; with frames of 8,192 two of them cost 1.2 MB more resident
+    /// memory at 10,000 readings/s, Benchmarks/rss.sh).
     private var decodedFrames: [DecodedFrame] = []
     private struct DecodedFrame {
         var path: String
@@ -160,7 +163,7 @@ public actor RingStore {
         var firstSequence: UInt64
         var readings: [Reading]
     }
-    static let decodedFramesKept = 2
+    static let decodedFramesKept = 4
 
     /// Opens (creating if needed) the store in `directory` and recovers it. Never refuses because of damaged
     /// data; throws only when the directory cannot be used at all or holds a newer format.
