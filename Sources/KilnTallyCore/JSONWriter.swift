@@ -6,6 +6,8 @@ public struct JSONWriter: Sendable {
     /// 64 levels; the payloads here nest four deep.
     fileprivate var commas: UInt64 = 0
     fileprivate var depth = 0
+    /// The civil date of the last day written: consecutive readings share it.
+    fileprivate var lastDay = DayCache()
 
     public init(reservingCapacity n: Int = 256) { bytes.reserveCapacity(n) }
 
@@ -65,7 +67,12 @@ public struct JSONWriter: Sendable {
         }
     }
     /// An instant as `UTCInstant.rfc3339` writes it (`2026-11-23T08:00:00.250Z`), without building a String.
-    public mutating func value(_ t: UTCInstant) { separator(); appendFixed(26) { $0.rfc3339(t) } }
+    public mutating func value(_ t: UTCInstant) {
+        separator()
+        var day = lastDay
+        appendFixed(26) { $0.rfc3339(t, &day) }
+        lastDay = day
+    }
 
     public mutating func field(_ k: String, _ v: String) { key(k); value(v) }
     public mutating func field(_ k: String, _ v: Int64) { key(k); value(v) }
@@ -141,6 +148,8 @@ extension JSONWriter {
     /// path below. Both write the same bytes (JSONWriterTests compares them with the original writer).
     public mutating func readingFields(_ r: Reading) {
         separator()
+        var day = lastDay
+        defer { lastDay = day }
         let done = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer -> Bool in
             var out = FixedBuffer(buffer)
             out.ascii("\"device\":")
@@ -148,7 +157,7 @@ extension JSONWriter {
             out.ascii(",\"channel\":")
             out.quoted(r.channel.rawValue)
             out.ascii(",\"time\":")
-            out.rfc3339(r.time)
+            out.rfc3339(r.time, &day)
             out.ascii(",\"value\":")
             switch r.value {
             case .int(let v): out.int(v)
@@ -208,6 +217,12 @@ extension JSONWriter {
     }
 }
 
+/// A day (since 1970-01-01) and its civil date.
+struct DayCache {
+    var days: Int64 = .min
+    var civil: (Int64, Int, Int) = (0, 0, 0)
+}
+
 /// Plain stores into a fixed buffer; `overflowed` once something did not fit (what was written is then unusable).
 private struct FixedBuffer {
     let base: UnsafeMutablePointer<UInt8>
@@ -241,10 +256,9 @@ private struct FixedBuffer {
         count += n
     }
 
-    /// `"s"`; strings with something to escape are left to the general path.
+    /// `"s"`; strings with something to escape (or not stored as contiguous UTF-8) are left to the general path.
     mutating func quoted(_ s: String) {
-        var s = s
-        s.withUTF8 { utf8 in
+        let copied: Void? = s.utf8.withContiguousStorageIfAvailable { utf8 in
             guard room(utf8.count + 2) else { return }
             base[count] = UInt8(ascii: "\"")
             var i = count + 1
@@ -259,6 +273,7 @@ private struct FixedBuffer {
             base[i] = UInt8(ascii: "\"")
             count = i + 1
         }
+        if copied == nil { overflowed = true }
     }
 
     mutating func decimal(_ v: UInt64) {
@@ -299,8 +314,8 @@ private struct FixedBuffer {
         }
     }
 
-    /// `"YYYY-MM-DDThh:mm:ss.mmmZ"`, as `RFC3339.format(t, offsetSeconds: 0)`.
-    mutating func rfc3339(_ t: UTCInstant) {
+    /// `"YYYY-MM-DDThh:mm:ss.mmmZ"`, as `RFC3339.format(t, offsetSeconds: 0)`; `day` remembers the last date.
+    mutating func rfc3339(_ t: UTCInstant, _ day: inout DayCache) {
         guard room(26) else { return }
         let ns = t.nanosecondsSinceEpoch
         var secs = ns / 1_000_000_000
@@ -308,7 +323,8 @@ private struct FixedBuffer {
         if frac < 0 { frac += 1_000_000_000; secs -= 1 }
         let days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400
         let sod = Int(secs - days * 86400)
-        let (y, m, d) = RFC3339.civilFromDays(days)  // Int64 nanoseconds: 1677...2262, always four digits
+        if days != day.days { day = DayCache(days: days, civil: RFC3339.civilFromDays(days)) }
+        let (y, m, d) = day.civil  // Int64 nanoseconds: 1677...2262, always four digits
         let p = base + count
         @inline(__always) func two(_ at: Int, _ v: Int) {
             p[at] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v / 10)
