@@ -9,7 +9,9 @@ struct Probe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read registers from a device and print every interpretation side by side (find the byte order in one look).",
         discussion: """
-            With --config and --bus or --device, the read goes through the running daemon when it polls that bus (in turn             with its polls: a serial line has one master); otherwise probe opens the bus itself. Read-only: only             function codes 1-4.
+            With --config and --bus or --device, the read goes through the running daemon when it polls that bus (in turn \
+            with its polls: a serial line has one master); otherwise probe opens the bus itself. Read-only: only \
+            function codes 1-4.
             Examples:
               kilntally probe --host 10.20.0.15 --unit 3 --table holding --address 1009 --count 8
               kilntally probe --serial /dev/ttyUSB0 --baud 9600 --parity even --unit 1 --address 0 --count 4
