@@ -23,7 +23,7 @@ struct Probe: AsyncParsableCommand {
     @Option(help: "Modbus TCP port.") var port: Int = 502
     @Option(help: "Serial device for Modbus RTU.") var serial: String?
     @Option(help: "RTU baud rate.") var baud: Int = 9600
-    @Option(help: "RTU parity: none, even, odd.") var parity: String = "even"
+    @Option(help: "RTU parity.") var parity: ParityArgument = .even
     @Option(name: .customLong("data-bits"), help: "RTU data bits.") var dataBits: Int = 8
     @Option(name: .customLong("stop-bits"), help: "RTU stop bits.") var stopBits: Int = 1
     @Option(help: "Take the connection from this configuration's --bus.") var config: String?
@@ -83,8 +83,7 @@ struct Probe: AsyncParsableCommand {
                 // Not this daemon's bus: open it here.
             }
         } else if let serial {
-            let p: ModbusParity = switch parity { case "none": .none; case "odd": .odd; default: .even }
-            transport = .rtu(device: serial, baud: baud, parity: p, dataBits: dataBits, stopBits: stopBits)
+            transport = .rtu(device: serial, baud: baud, parity: parity.modbus, dataBits: dataBits, stopBits: stopBits)
         } else if let host {
             transport = .tcp(host: host, port: port)
         } else {

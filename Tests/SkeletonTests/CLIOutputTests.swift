@@ -62,4 +62,22 @@ struct CLIOutputTests {
         }
         #expect(seen > 25, "walked \(seen) help texts: the SUBCOMMANDS sections were not found")
     }
+
+    @Test("an invalid --log-level or --parity is a usage error (64) that names the valid values")
+    func usageErrors() async throws {
+        let dir = try TemporaryDirectory()
+        let (status, output) = try await Self.run("kilntallyd", ["--log-level", "verbose", "--config", dir.file("none.toml")], in: dir)
+        #expect(status == 64, "\(output)")
+        for level in ["trace", "debug", "info", "notice", "warning", "error", "critical"] {
+            #expect(output.contains(level), "\(output)")
+        }
+        // A valid level passes; the missing file is what stops it then.
+        let valid = try await Self.run("kilntallyd", ["--log-level", "debug", "--config", dir.file("none.toml")], in: dir)
+        #expect(valid.status == 78, "\(valid.output)")
+        for command in [["probe", "--serial", dir.file("tty")], ["simulate", "--rtu", dir.file("tty")]] {
+            let (status, output) = try await Self.run("kilntally", command + ["--parity", "evn"], in: dir)
+            #expect(status == 64, "\(command[0]): \(output)")
+            #expect(output.contains("'none'") && output.contains("'even'") && output.contains("'odd'"), "\(command[0]): \(output)")
+        }
+    }
 }
