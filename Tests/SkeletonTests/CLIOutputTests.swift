@@ -1,4 +1,5 @@
 import Foundation
+import KilnTallyDaemon
 import TestSupport
 import Testing
 
@@ -78,6 +79,78 @@ struct CLIOutputTests {
             let (status, output) = try await Self.run("kilntally", command + ["--parity", "evn"], in: dir)
             #expect(status == 64, "\(command[0]): \(output)")
             #expect(output.contains("'none'") && output.contains("'even'") && output.contains("'odd'"), "\(command[0]): \(output)")
+        }
+    }
+
+    /// Starts kilntallyd (its socket DIR/k.sock) on one TCP bus `line1` at 127.0.0.1:`busPort` with a device per name
+    /// (unit ids from 1), each reading holding register 0 as `rate` every 200 ms.
+    static func startDaemon(_ dir: TemporaryDirectory, busPort: Int, devices: [String]) throws -> PeerProcess {
+        let deviceSections = devices.enumerated().map { i, name in
+            """
+            [[device]]
+            name = "\(name)"
+            bus = "line1"
+            unit_id = \(i + 1)
+            poll_interval = "200ms"
+              [[device.channel]]
+              name = "rate"
+              table = "holding"
+              address = 0
+
+            """
+        }
+        try (DaemonConfig.header(mqttPort: try FreePort.allocate(), profileDirs: []) + """
+            [[bus]]
+            name = "line1"
+            kind = "tcp"
+            host = "127.0.0.1"
+            port = \(busPort)
+
+            """ + deviceSections.joined()).write(toFile: dir.file("k.toml"), atomically: true, encoding: .utf8)
+        return try PeerProcess(name: "kilntallyd", executable: try RepoPaths.builtProduct("kilntallyd"),
+                               arguments: ["--config", dir.file("k.toml"), "--state-dir", dir.file("state"), "--socket", dir.file("k.sock")],
+                               logDirectory: dir.path)
+    }
+
+    /// A daemon with two devices on a TCP bus nobody listens on, once its status shows the bus error: the daemon,
+    /// the port, and the bus in `status --json`.
+    static func daemonOnClosedBus(_ dir: TemporaryDirectory) async throws -> (daemon: PeerProcess, port: Int, bus: [String: Any]) {
+        let closedPort = try FreePort.allocate()
+        let daemon = try startDaemon(dir, busPort: closedPort, devices: ["belt1", "belt2"])
+        var bus: [String: Any] = [:]
+        do {
+            try await daemon.waitUntil("the bus error in status", timeout: .seconds(20)) {
+                // The daemon is another process: a blocking request here starves nothing it needs.
+                guard let reply = try? ControlClient.request(["op": "status"], socket: dir.file("k.sock"), timeout: .seconds(5)),
+                      let first = ((reply["result"] as? [String: Any])?["buses"] as? [[String: Any]])?.first else { return false }
+                bus = first
+                return first["error"] is String
+            }
+        } catch {
+            daemon.stop()
+            throw error
+        }
+        return (daemon, closedPort, bus)
+    }
+
+    @Test("a bus that cannot be opened: its devices' last error is the bus's and the lost poll counts; events and log lines name the bus once")
+    func busThatCannotBeOpened() async throws {
+        let dir = try TemporaryDirectory()
+        let (daemon, closedPort, bus) = try await Self.daemonOnClosedBus(dir)
+        defer { daemon.stop() }
+        let busError = try #require(bus["error"] as? String)
+        #expect(busError.hasPrefix("bus line1 (127.0.0.1:\(closedPort)): modbus_connect failed: "), "\(busError)")
+        for d in bus["devices"] as? [[String: Any]] ?? [] {
+            #expect(d["last_error"] as? String == busError, "\(d)")
+            #expect((d["errors"] as? Int ?? 0) >= 1, "\(d)")
+        }
+        let (_, events) = try await Self.run("kilntally", ["events", "--socket", dir.file("k.sock")], in: dir)
+        let busDown = try #require(events.split(separator: "\n").first { $0.contains("bus_down") }, "\(events)")
+        #expect(busDown.contains("bus line1 (127.0.0.1:\(closedPort)) cannot be opened: modbus_connect failed: "), "\(busDown)")
+        let downs = events.split(separator: "\n").filter { $0.contains("bus_down") || $0.contains("device_down") }
+        #expect(downs.count == 3, "\(events)")
+        for line in downs + daemon.log().split(separator: "\n").filter({ $0.contains("cannot be opened") }) {
+            #expect(line.components(separatedBy: "bus line1").count == 2, "the bus named more than once: \(line)")
         }
     }
 }
