@@ -153,4 +153,28 @@ struct CLIOutputTests {
             #expect(line.components(separatedBy: "bus line1").count == 2, "the bus named more than once: \(line)")
         }
     }
+
+    @Test("status of a bus that cannot be opened: columns stay aligned, the bus error on a line of its own, the devices point to it")
+    func statusTable() async throws {
+        let dir = try TemporaryDirectory()
+        let (daemon, _, bus) = try await Self.daemonOnClosedBus(dir)
+        defer { daemon.stop() }
+        let busError = try #require(bus["error"] as? String)
+        let (status, text) = try await Self.run("kilntally", ["status", "--socket", dir.file("k.sock")], in: dir)
+        #expect(status == 0, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        let header = try #require(lines.first { $0.hasPrefix("BUS ") }, "\(text)")
+        func column(_ name: String) -> Int { header.range(of: name).map { header.distance(from: header.startIndex, to: $0.lowerBound) } ?? -1 }
+        let rows = lines.filter { $0.contains("belt1") || $0.contains("belt2") }
+        #expect(rows.count == 2, "\(text)")
+        for row in rows {
+            // The second device of the bus keeps its empty BUS and STATE cells: its name under DEVICE like the first's.
+            #expect(row.dropFirst(column("DEVICE")).hasPrefix("belt"), "device not under DEVICE:\n\(text)")
+            #expect(row.dropFirst(column("LAST ERROR")).hasPrefix("bus cannot be opened"), "\(text)")
+        }
+        // The bus error is not in a column: LAST GOOD READ is as wide as its title or a timestamp, not the message.
+        #expect(column("LATENCY") - column("LAST GOOD READ") <= "2026-11-24T02:43:42.577Z".count + 2, "\(text)")
+        let errorLine = try #require(lines.first { $0.contains("bus error:") }, "\(text)")
+        #expect(errorLine.trimmingCharacters(in: .whitespaces) == "bus error: \(busError)", "\(text)")
+    }
 }
