@@ -219,6 +219,7 @@ enum StreamProbe {
                 let readings = device.layout.readings(of: frame, device: device.id, time: SystemClock().now())
                 print("  " + readings.map { "\($0.channel)=\(ProbeReport.text($0.value))\($0.unit.map { " \($0.rawValue)" } ?? "")" }.joined(separator: " "))
             }
+            fflush(nil)  // each frame's line as it comes, also into a pipe
         }
         let c = parser.counters
         print("frames \(c.frames), bad checksums \(c.badChecksums), discarded bytes \(c.discardedBytes), overlong frames \(c.overlongFrames)")

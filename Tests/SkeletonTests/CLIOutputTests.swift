@@ -177,4 +177,26 @@ struct CLIOutputTests {
         let errorLine = try #require(lines.first { $0.contains("bus error:") }, "\(text)")
         #expect(errorLine.trimmingCharacters(in: .whitespaces) == "bus error: \(busError)", "\(text)")
     }
+
+    @Test("tail into a file or pipe: each reading's line is there as it comes, before tail is killed")
+    func tailFollowsIntoAFile() async throws {
+        let dir = try TemporaryDirectory()
+        // One channel polled five times a second: ~350 bytes a second, far from filling a 4 KiB stdio buffer in the
+        // seconds this waits, so only a flush gets the lines out.
+        let slave = try await PymodbusServer.startTCP(in: dir, map: PymodbusRegisterMap(size: 4, holding: [7]))
+        defer { slave.stop() }
+        let daemon = try Self.startDaemon(dir, busPort: slave.port, devices: ["belt1"])
+        defer { daemon.stop() }
+        try await daemon.waitUntil("the control socket") { FileManager.default.fileExists(atPath: dir.file("k.sock")) }
+        // stdout is the PeerProcess's log file: block-buffered, as into a pipe.
+        let tail = try PeerProcess(name: "tail", executable: try RepoPaths.builtProduct("kilntally"),
+                                   arguments: ["tail", "--socket", dir.file("k.sock")], logDirectory: dir.path)
+        defer { tail.stop() }
+        func goodLines() -> Int { tail.log().split(separator: "\n").filter { $0.contains(" belt1/rate 7") && $0.hasSuffix(" good") }.count }
+        try await tail.waitUntil("readings in tail's output while it follows", timeout: .seconds(6)) { goodLines() >= 3 }
+        let seen = goodLines()
+        try await tail.waitUntil("more readings as they come", timeout: .seconds(4)) { goodLines() > seen }
+        tail.killHard()
+        #expect(goodLines() > seen, "\(tail.log())")
+    }
 }
