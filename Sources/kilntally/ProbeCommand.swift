@@ -68,8 +68,8 @@ struct Probe: AsyncParsableCommand {
             }
             transport = b.transport
             // The daemon owns this bus? Then it reads, in turn with its polls.
-            if let reply = try? ControlClient.request(["op": "probe", "bus": b.name, "unit": Int(unit), "table": table.rawValue,
-                                                       "address": address, "count": count], socket: socket) {
+            if let reply = try DaemonFirst.request(["op": "probe", "bus": b.name, "unit": Int(unit), "table": table.rawValue,
+                                                    "address": address, "count": count], socket: socket, bus: b.name) {
                 if reply["ok"] as? Bool == true, let result = reply["result"] as? [String: Any], let words = result["words"] as? [Int] {
                     print(ProbeReport.render(words.map { UInt16(truncatingIfNeeded: $0) }, table: table, address: address, unit: unit,
                                              endpoint: result["endpoint"] as? String ?? b.transport.endpoint))
@@ -107,6 +107,39 @@ struct Probe: AsyncParsableCommand {
             throw ExitCode(KilnTallyExit.checkFailed.rawValue)
         }
         print(ProbeReport.render(words, table: table, address: address, unit: unit, endpoint: client.endpoint))
+    }
+}
+
+/// `probe --config` asks the daemon first. No daemon at the socket (no socket file, or nobody listening on it): nil, and
+/// probe opens the line itself. Any other failure to reach it — not in the socket's group, above all — ends the probe
+/// with the reason (exit 69): opening the line anyway would fail with a misleading "in use by PID … (kilntallyd)" on a
+/// serial line, or read beside the daemon's polls on TCP.
+enum DaemonFirst {
+    static func request(_ request: [String: Any], socket: String, bus: String) throws -> [String: Any]? {
+        do {
+            return try ControlClient.request(request, socket: socket)
+        } catch where error.noDaemon {
+            return nil
+        } catch {
+            var stderr = StandardError()
+            print("kilntally probe: \(error)", to: &stderr)
+            let why = "kilntally probe: not opening bus \(bus) here, the daemon may be polling it:"
+            if error.connectErrno == EACCES || error.connectErrno == EPERM {
+                let group = socketGroup(socket) ?? "kilntally"
+                print("\(why) run as root or as a member of group \(group) (adduser YOU \(group), then log in again) to probe through the daemon",
+                      to: &stderr)
+            } else {
+                print("\(why) give the daemon's --socket, or stop the daemon to probe the line directly", to: &stderr)
+            }
+            throw ExitCode(KilnTallyExit.daemonUnreachable.rawValue)
+        }
+    }
+
+    /// The name of the socket file's group (the daemon's: `kilntally` when installed), nil when it cannot be told.
+    static func socketGroup(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0, let group = getgrgid(st.st_gid) else { return nil }
+        return String(cString: group.pointee.gr_name)
     }
 }
 
@@ -187,7 +220,7 @@ import SerialScale
 /// itself for `--seconds` (read only: nothing is ever sent to the indicator).
 enum StreamProbe {
     static func run(device: StreamDeviceConfig, bus: StreamBusConfig, seconds: Double, socket: String) async throws {
-        if let status = try? ControlClient.request(["op": "status"], socket: socket), status["ok"] as? Bool == true,
+        if let status = try DaemonFirst.request(["op": "status"], socket: socket, bus: bus.name), status["ok"] as? Bool == true,
            let streams = (status["result"] as? [String: Any])?["streams"] as? [[String: Any]],
            let mine = streams.first(where: { $0["device"] as? String == device.id.rawValue }) {
             print("\(device.id) on \(bus.name) (\(mine["endpoint"] ?? bus.device), \(device.scaleProtocol.rawValue)) through kilntallyd: \(mine["device_state"] ?? "-")")
