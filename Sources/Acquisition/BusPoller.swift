@@ -204,7 +204,7 @@ public final class BusPoller: Sendable {
                     link.failures += 1
                     link.error = error
                     link.nextAttempt = ContinuousClock.now + Self.backoff(pollInterval: reconnectBase, failures: link.failures, cap: bus.reconnectBackoffMax)
-                    logger.debug("bus \(bus.name) still cannot be opened: \(error)", metadata: ["call": "\(error.call)"])
+                    logger.debug("bus \(bus.name) still cannot be opened: \(error.detail)", metadata: ["call": "\(error.call)"])
                 }
                 continue
             }
@@ -286,7 +286,7 @@ public final class BusPoller: Sendable {
             }
             if let failure, !state[i].down {
                 state[i].down = true
-                await deviceDown(device, because: "\(failure)", failure, event: event)
+                await deviceDown(device, because: failure.detail, failure, event: event)
             } else if failure == nil, state[i].down {
                 state[i].down = false
                 logger.notice("device \(device.id) on bus \(bus.name) answers again", metadata: ["device": "\(device.id)"])
@@ -323,16 +323,18 @@ public final class BusPoller: Sendable {
         }
     }
 
+    /// `why` does not name the bus (the message does): a `ModbusError`'s `detail`, not its description.
     private func deviceDown(_ device: DeviceConfig, because why: String, _ error: ModbusError, event: @Sendable (Event) async -> Void) async {
-        logger.error("device \(device.id) on bus \(bus.name) is not answering: \(why)",
+        logger.error("device \(device.id) on bus \(bus.name) (\(bus.transport.endpoint)) is not answering: \(why)",
                      metadata: ["device": "\(device.id)", "call": "\(error.call)"])
         await event(Event(kind: .deviceDown, severity: .alarm, time: clock.now(), device: device.id,
-                          message: "device \(device.id) on bus \(bus.name): \(why)",
+                          message: "device \(device.id) on bus \(bus.name) (\(bus.transport.endpoint)): \(why)",
                           attributes: ["bus": bus.name, "call": error.call, "errno": "\(error.errno)"]))
     }
 
     /// The bus cannot be opened: every device is unreachable until it can. Each device that was up goes down (one
-    /// event, and one poll's worth of `comm_failure` readings so the gap shows); polls in progress are dropped.
+    /// event, and one poll's worth of `comm_failure` readings so the gap shows, counted in `status` as a failed
+    /// poll); polls in progress are dropped. Every device's last error is the bus's, so `status` says why each is down.
     private func busDown(
         _ error: ModbusError, _ link: inout Link, _ state: inout [DeviceState], failedPoll: (index: Int, readings: [Reading])?,
         deliver: @Sendable ([Reading]) async -> Void, event: @Sendable (Event) async -> Void
@@ -340,21 +342,30 @@ public final class BusPoller: Sendable {
         link = Link(error: error, failures: 1,
                     nextAttempt: .now + Self.backoff(pollInterval: reconnectBase, failures: 1, cap: bus.reconnectBackoffMax),
                     since: .now)
+        // The devices that get a failed poll's readings below: those that were up, and the one whose poll failed.
+        let failedPolls = state.indices.filter { !state[$0].down || failedPoll?.index == $0 }
         statusBox.withLock { st in
             st.busError = "\(error)"
-            for j in st.devices.indices { st.devices[j].up = false }
+            for j in st.devices.indices {
+                st.devices[j].up = false
+                st.devices[j].lastError = "\(error)"
+            }
+            for j in failedPolls {
+                st.devices[j].polls += 1
+                st.devices[j].errors += 1
+            }
         }
-        logger.error("bus \(bus.name) (\(bus.transport.endpoint)) cannot be opened: \(error); retrying with backoff up to \(bus.reconnectBackoffMax)",
+        logger.error("bus \(bus.name) (\(bus.transport.endpoint)) cannot be opened: \(error.detail); retrying with backoff up to \(bus.reconnectBackoffMax)",
                      metadata: ["call": "\(error.call)"])
         await event(Event(kind: .busDown, severity: .alarm, time: clock.now(),
-                          message: "bus \(bus.name) (\(bus.transport.endpoint)) cannot be opened: \(error)",
+                          message: "bus \(bus.name) (\(bus.transport.endpoint)) cannot be opened: \(error.detail)",
                           attributes: ["bus": bus.name, "call": error.call, "errno": "\(error.errno)"]))
         for j in state.indices {
             state[j].pending = nil
             let polled = failedPoll?.index == j
             if !state[j].down {
                 state[j].down = true
-                await deviceDown(devices[j], because: "bus \(bus.name) cannot be opened: \(error)", error, event: event)
+                await deviceDown(devices[j], because: "the bus cannot be opened: \(error.detail)", error, event: event)
             } else if !polled {
                 continue
             }

@@ -120,10 +120,10 @@ public final class StreamBusReader: Sendable {
                     statusBox.withLock { $0.open = false; $0.busError = "\(error)"; $0.up = false }
                     if busDownSince == nil {
                         busDownSince = .now
-                        logger.error("bus \(bus.name) (\(bus.device)) cannot be opened: \(error); retrying with backoff up to \(bus.reconnectBackoffMax)",
+                        logger.error("bus \(bus.name) (\(bus.device)) cannot be opened: \(error.detail); retrying with backoff up to \(bus.reconnectBackoffMax)",
                                      metadata: ["call": "\(error.call)"])
                         emit(.event(Event(kind: .busDown, severity: .alarm, time: clock.now(),
-                                          message: "bus \(bus.name) (\(bus.device)) cannot be opened: \(error)",
+                                          message: "bus \(bus.name) (\(bus.device)) cannot be opened: \(error.detail)",
                                           attributes: ["bus": bus.name, "call": error.call, "errno": "\(error.errno)"])))
                         if !reportedDown {
                             reportedDown = true
@@ -138,7 +138,7 @@ public final class StreamBusReader: Sendable {
             do {
                 n = try buffer.withUnsafeMutableBytes { try port!.read(into: $0, timeout: .milliseconds(200)) }
             } catch {
-                logger.error("bus \(bus.name): reading \(bus.device) failed: \(error); reopening", metadata: ["call": "read"])
+                logger.error("bus \(bus.name): reading \(bus.device) failed: \((error as? ModbusError)?.detail ?? "\(error)"); reopening", metadata: ["call": "read"])
                 port?.close()
                 port = nil
                 nextAttempt = .now

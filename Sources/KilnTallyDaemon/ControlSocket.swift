@@ -206,8 +206,18 @@ public final class ControlServer: Sendable {
 /// A request the daemon refused, with the sentence the CLI prints.
 public struct ControlError: Error, CustomStringConvertible {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// Set when connecting to the daemon's socket failed: the errno of `connect`.
+    public var connectErrno: Int32?
+    public init(_ message: String, connectErrno: Int32? = nil) {
+        self.message = message
+        self.connectErrno = connectErrno
+    }
     public var description: String { message }
+
+    /// No daemon listens at the socket: there is no socket file (`ENOENT`), or nothing accepts on it (`ECONNREFUSED`: a
+    /// file left by a daemon that was killed). Any other failure (`EACCES`: not in the socket's group) says nothing
+    /// about whether a daemon runs.
+    public var noDaemon: Bool { connectErrno == ENOENT || connectErrno == ECONNREFUSED }
 }
 
 /// The CLI side: one request, one reply.
@@ -233,9 +243,9 @@ public enum ControlClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard rc == 0 else {
-            let message = String(cString: strerror(errno))
+            let e = errno
             close(fd)
-            throw ControlError("cannot reach the daemon at \(path): \(message)")
+            throw ControlError("cannot reach the daemon at \(path): \(String(cString: strerror(e)))", connectErrno: e)
         }
         return fd
     }

@@ -381,7 +381,8 @@ public enum Daemon {
             let words = try await poller.read(unit: unit, table: table, address: address, count: count)
             return ["words": words.map { Int($0) }, "endpoint": poller.bus.transport.endpoint + " (through kilntallyd)"]
         } catch {
-            throw ControlError("device error on bus \(bus), unit \(unit), \(error.call): \(error)")
+            // The error names the bus, unit and call itself.
+            throw ControlError("device error: \(error)")
         }
     }
 

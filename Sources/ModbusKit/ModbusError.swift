@@ -110,7 +110,11 @@ public struct ModbusError: Error, Sendable, CustomStringConvertible {
         return errno > base + 0x0B && errno <= base + 0x0B + 6
     }
 
-    public var description: String {
+    public var description: String { "bus \(bus) (\(endpoint)): \(detail)" }
+
+    /// The failed call and its cause without the bus, e.g. `modbus_connect failed: Connection refused (errno 111)`:
+    /// for messages that name the bus themselves, so they do not say it twice.
+    public var detail: String {
         var request = call
         var arguments: [String] = []
         if let unit { arguments.append("unit \(unit)") }
@@ -125,6 +129,6 @@ public struct ModbusError: Error, Sendable, CustomStringConvertible {
         } else {
             cause = "\(message) (errno \(errno))"
         }
-        return "bus \(bus) (\(endpoint)): \(request) failed: \(cause)"
+        return "\(request) failed: \(cause)"
     }
 }

@@ -74,8 +74,8 @@ struct Simulate: AsyncParsableCommand {
     @Option(help: "RTU: baud rate the line is set to.")
     var baud: Int = 9600
 
-    @Option(help: "RTU: parity, none, even or odd (Modbus' default framing is 8E1).")
-    var parity: String = "even"
+    @Option(help: "RTU: parity (Modbus' default framing is 8E1).")
+    var parity: ParityArgument = .even
 
     @Option(help: "RTU: the unit id served; requests for other units get no answer.")
     var unit: UInt8 = 1
@@ -113,13 +113,7 @@ struct Simulate: AsyncParsableCommand {
         } else {
             speed = nil
         }
-        let parity: ModbusParity
-        switch self.parity {
-        case "none": parity = .none
-        case "even": parity = .even
-        case "odd": parity = .odd
-        default: throw ValidationError("--parity must be none, even or odd")
-        }
+        let parity = self.parity.modbus
         var host = "", port = 0
         if rtu == nil {
             guard let colon = listen.lastIndex(of: ":"), let p = Int(listen[listen.index(after: colon)...]),
@@ -166,6 +160,20 @@ struct Simulate: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         simulator.stop()
+    }
+}
+
+/// `--parity` of `probe` and `simulate`: checked by the argument parser, so a misspelt parity is a usage error (exit 64)
+/// that lists the valid ones instead of quietly becoming `even`.
+enum ParityArgument: String, CaseIterable, ExpressibleByArgument {
+    case none, even, odd
+
+    var modbus: ModbusParity {
+        switch self {
+        case .none: .none
+        case .even: .even
+        case .odd: .odd
+        }
     }
 }
 

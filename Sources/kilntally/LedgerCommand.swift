@@ -13,7 +13,12 @@ struct LedgerCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Replay the stored readings through a fresh tally and check the ledger's tickets and reports are exactly what it produces.",
             discussion: """
-                The tally is deterministic: the readings, clock ticks and configuration changes in the store always give                 the same records, byte for byte (each configuration the daemon ran with is stored where it took over;                 --config only matters for a store that holds none). This replays the whole store from the start (a fresh                 tally, no checkpoint) and compares each ticket and report in the ledger, in order, with the replay's.                 Exit 0 when the ledger is a prefix of the replay (records the daemon had not written yet are listed),                 1 naming the first record that differs. Run it with the daemon stopped; nothing is modified.
+                The tally is deterministic: the readings, clock ticks and configuration changes in the store always give \
+                the same records, byte for byte (each configuration the daemon ran with is stored where it took over; \
+                --config only matters for a store that holds none). This replays the whole store from the start (a fresh \
+                tally, no checkpoint) and compares each ticket and report in the ledger, in order, with the replay's. \
+                Exit 0 when the ledger is a prefix of the replay (records the daemon had not written yet are listed), \
+                1 naming the first record that differs. Run it with the daemon stopped; nothing is modified.
                 """)
 
         @Option(help: "Configuration file (the one the daemon ran with).")

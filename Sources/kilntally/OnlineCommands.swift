@@ -174,6 +174,9 @@ struct Tail: ParsableCommand {
                     print("\(s(r["seq"])) \(s(r["time"])) \(s(r["device"]))/\(s(r["channel"])) \(s(r["value"]))\(r["unit"].map { " \($0)" } ?? "") \(s(r["quality"]))")
                 }
             }
+            // Following into a pipe or a file (`kilntally tail | grep belt1`), stdout is block-buffered: flush, so the
+            // lines arrive as they come, not a block of them when the buffer fills, nor none when tail is killed.
+            fflush(nil)
             after = result["next"] as? Int ?? after
             if count.map({ shown < $0 }) ?? true { usleep(300_000) }
         }

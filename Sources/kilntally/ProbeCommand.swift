@@ -9,7 +9,9 @@ struct Probe: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read registers from a device and print every interpretation side by side (find the byte order in one look).",
         discussion: """
-            With --config and --bus or --device, the read goes through the running daemon when it polls that bus (in turn             with its polls: a serial line has one master); otherwise probe opens the bus itself. Read-only: only             function codes 1-4.
+            With --config and --bus or --device, the read goes through the running daemon when it polls that bus (in turn \
+            with its polls: a serial line has one master); otherwise probe opens the bus itself. Read-only: only \
+            function codes 1-4.
             Examples:
               kilntally probe --host 10.20.0.15 --unit 3 --table holding --address 1009 --count 8
               kilntally probe --serial /dev/ttyUSB0 --baud 9600 --parity even --unit 1 --address 0 --count 4
@@ -21,7 +23,7 @@ struct Probe: AsyncParsableCommand {
     @Option(help: "Modbus TCP port.") var port: Int = 502
     @Option(help: "Serial device for Modbus RTU.") var serial: String?
     @Option(help: "RTU baud rate.") var baud: Int = 9600
-    @Option(help: "RTU parity: none, even, odd.") var parity: String = "even"
+    @Option(help: "RTU parity.") var parity: ParityArgument = .even
     @Option(name: .customLong("data-bits"), help: "RTU data bits.") var dataBits: Int = 8
     @Option(name: .customLong("stop-bits"), help: "RTU stop bits.") var stopBits: Int = 1
     @Option(help: "Take the connection from this configuration's --bus.") var config: String?
@@ -66,8 +68,8 @@ struct Probe: AsyncParsableCommand {
             }
             transport = b.transport
             // The daemon owns this bus? Then it reads, in turn with its polls.
-            if let reply = try? ControlClient.request(["op": "probe", "bus": b.name, "unit": Int(unit), "table": table.rawValue,
-                                                       "address": address, "count": count], socket: socket) {
+            if let reply = try DaemonFirst.request(["op": "probe", "bus": b.name, "unit": Int(unit), "table": table.rawValue,
+                                                    "address": address, "count": count], socket: socket, bus: b.name) {
                 if reply["ok"] as? Bool == true, let result = reply["result"] as? [String: Any], let words = result["words"] as? [Int] {
                     print(ProbeReport.render(words.map { UInt16(truncatingIfNeeded: $0) }, table: table, address: address, unit: unit,
                                              endpoint: result["endpoint"] as? String ?? b.transport.endpoint))
@@ -81,8 +83,7 @@ struct Probe: AsyncParsableCommand {
                 // Not this daemon's bus: open it here.
             }
         } else if let serial {
-            let p: ModbusParity = switch parity { case "none": .none; case "odd": .odd; default: .even }
-            transport = .rtu(device: serial, baud: baud, parity: p, dataBits: dataBits, stopBits: stopBits)
+            transport = .rtu(device: serial, baud: baud, parity: parity.modbus, dataBits: dataBits, stopBits: stopBits)
         } else if let host {
             transport = .tcp(host: host, port: port)
         } else {
@@ -106,6 +107,39 @@ struct Probe: AsyncParsableCommand {
             throw ExitCode(KilnTallyExit.checkFailed.rawValue)
         }
         print(ProbeReport.render(words, table: table, address: address, unit: unit, endpoint: client.endpoint))
+    }
+}
+
+/// `probe --config` asks the daemon first. No daemon at the socket (no socket file, or nobody listening on it): nil, and
+/// probe opens the line itself. Any other failure to reach it — not in the socket's group, above all — ends the probe
+/// with the reason (exit 69): opening the line anyway would fail with a misleading "in use by PID … (kilntallyd)" on a
+/// serial line, or read beside the daemon's polls on TCP.
+enum DaemonFirst {
+    static func request(_ request: [String: Any], socket: String, bus: String) throws -> [String: Any]? {
+        do {
+            return try ControlClient.request(request, socket: socket)
+        } catch where error.noDaemon {
+            return nil
+        } catch {
+            var stderr = StandardError()
+            print("kilntally probe: \(error)", to: &stderr)
+            let why = "kilntally probe: not opening bus \(bus) here, the daemon may be polling it:"
+            if error.connectErrno == EACCES || error.connectErrno == EPERM {
+                let group = socketGroup(socket) ?? "kilntally"
+                print("\(why) run as root or as a member of group \(group) (adduser YOU \(group), then log in again) to probe through the daemon",
+                      to: &stderr)
+            } else {
+                print("\(why) give the daemon's --socket, or stop the daemon to probe the line directly", to: &stderr)
+            }
+            throw ExitCode(KilnTallyExit.daemonUnreachable.rawValue)
+        }
+    }
+
+    /// The name of the socket file's group (the daemon's: `kilntally` when installed), nil when it cannot be told.
+    static func socketGroup(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0, let group = getgrgid(st.st_gid) else { return nil }
+        return String(cString: group.pointee.gr_name)
     }
 }
 
@@ -186,7 +220,7 @@ import SerialScale
 /// itself for `--seconds` (read only: nothing is ever sent to the indicator).
 enum StreamProbe {
     static func run(device: StreamDeviceConfig, bus: StreamBusConfig, seconds: Double, socket: String) async throws {
-        if let status = try? ControlClient.request(["op": "status"], socket: socket), status["ok"] as? Bool == true,
+        if let status = try DaemonFirst.request(["op": "status"], socket: socket, bus: bus.name), status["ok"] as? Bool == true,
            let streams = (status["result"] as? [String: Any])?["streams"] as? [[String: Any]],
            let mine = streams.first(where: { $0["device"] as? String == device.id.rawValue }) {
             print("\(device.id) on \(bus.name) (\(mine["endpoint"] ?? bus.device), \(device.scaleProtocol.rawValue)) through kilntallyd: \(mine["device_state"] ?? "-")")
@@ -218,6 +252,7 @@ enum StreamProbe {
                 let readings = device.layout.readings(of: frame, device: device.id, time: SystemClock().now())
                 print("  " + readings.map { "\($0.channel)=\(ProbeReport.text($0.value))\($0.unit.map { " \($0.rawValue)" } ?? "")" }.joined(separator: " "))
             }
+            fflush(nil)  // each frame's line as it comes, also into a pipe
         }
         let c = parser.counters
         print("frames \(c.frames), bad checksums \(c.badChecksums), discarded bytes \(c.discardedBytes), overlong frames \(c.overlongFrames)")

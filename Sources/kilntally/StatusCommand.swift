@@ -50,18 +50,23 @@ struct Status: ParsableCommand {
         let uptime = node["uptime_s"] as? Int ?? 0
         out += "kilntallyd \(str(node["version"])) — \(str(node["site"]))/\(str(node["node"])), up \(uptime / 3600)h \(uptime / 60 % 60)m \(uptime % 60)s, "
         out += "config \(str(node["config_hash"])) (\(str(node["config_file"]))), clock \((node["clock_synchronized"] as? Bool ?? false) ? "synchronized" : "NOT synchronized")\n\n"
-        var rows = [["BUS", "STATE", "DEVICE", "STATE", "LAST GOOD READ", "LATENCY", "BACKOFF", "POLLS", "ERRORS", "LAST ERROR"]]
+        var lines: [TableLine] = [.row(["BUS", "STATE", "DEVICE", "STATE", "LAST GOOD READ", "LATENCY", "BACKOFF", "POLLS", "ERRORS", "LAST ERROR"])]
         for bus in s["buses"] as? [[String: Any]] ?? [] {
             let devices = bus["devices"] as? [[String: Any]] ?? []
+            let busError = bus["error"] as? String
             for (i, d) in devices.enumerated() {
-                rows.append([i == 0 ? str(bus["bus"]) : "", i == 0 ? str(bus["state"]) : "", str(d["device"]), str(d["state"]),
-                             str(d["last_good_read"]), d["latency_ms"] is Double ? str(d["latency_ms"]) + " ms" : "-",
-                             d["backoff_ms"] is Double ? str(d["backoff_ms"]) + " ms" : "-", str(d["polls"]), str(d["errors"]),
-                             str(d["last_error"])])
+                // A device down because its bus cannot be opened: the reason is the bus error, printed once below.
+                let lastError = busError != nil && d["last_error"] as? String == busError ? "bus cannot be opened" : str(d["last_error"])
+                lines.append(.row([i == 0 ? str(bus["bus"]) : "", i == 0 ? str(bus["state"]) : "", str(d["device"]), str(d["state"]),
+                                   str(d["last_good_read"]), d["latency_ms"] is Double ? str(d["latency_ms"]) + " ms" : "-",
+                                   d["backoff_ms"] is Double ? str(d["backoff_ms"]) + " ms" : "-", str(d["polls"]), str(d["errors"]),
+                                   lastError]))
             }
-            if let e = bus["error"] as? String { rows.append(["", "", "", "", "bus error: \(e)", "", "", "", "", ""]) }
+            if devices.isEmpty { lines.append(.row([str(bus["bus"]), str(bus["state"]), "-", "", "", "", "", "", "", ""])) }
+            // On a line of its own under the bus's rows: in a column it would stretch that column to its length.
+            if let busError { lines.append(.text("  bus error: \(busError)")) }
         }
-        out += table(rows) + "\n"
+        out += table(lines) + "\n"
         let streams = s["streams"] as? [[String: Any]] ?? []
         if !streams.isEmpty {
             var srows = [["STREAM BUS", "STATE", "DEVICE", "PROTOCOL", "STATE", "LAST GOOD READ", "FRAMES", "BAD CHECKSUMS", "DISCARDED BYTES", "ERROR"]]
@@ -99,12 +104,29 @@ struct Status: ParsableCommand {
         return out
     }
 
-    static func table(_ rows: [[String]]) -> String {
+    /// A line of a table: a row of cells, or text of its own between the rows that does not count in the columns' widths.
+    enum TableLine {
+        case row([String])
+        case text(String)
+    }
+
+    static func table(_ rows: [[String]]) -> String { table(rows.map { .row($0) }) }
+
+    /// Columns padded to their widest cell, two spaces apart, the last one not padded. Empty leading cells keep their
+    /// width (a bus's second device sits under its first); only trailing blanks are cut.
+    static func table(_ lines: [TableLine]) -> String {
+        let rows = lines.compactMap { if case .row(let cells) = $0 { cells } else { nil } }
         guard let width = rows.first?.count else { return "" }
         let widths = (0..<width).map { c in rows.map { $0[c].count }.max() ?? 0 }
-        return rows.map { row in
-            row.enumerated().map { i, cell in i == width - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        return lines.map { line in
+            switch line {
+            case .text(let text): return text
+            case .row(let row):
+                var s = row.enumerated().map { i, cell in i == width - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ")
+                while s.last == " " { s.removeLast() }
+                return s
+            }
         }.joined(separator: "\n") + "\n"
     }
 }

@@ -22,8 +22,8 @@ struct KilnTallyd: AsyncParsableCommand {
     @Option(help: "Control socket for the online CLI commands.")
     var socket: String = DefaultPaths.socket
 
-    @Option(name: .customLong("log-level"), help: "Overrides [log] level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String?
+    @Option(name: .customLong("log-level"), help: "Overrides [log] level.")
+    var logLevel: LogLevelArgument?
 
     func run() async throws {
         // A peer that goes away mid-write (a CLI client, a broker) must cost an EPIPE, never the process.
@@ -37,7 +37,7 @@ struct KilnTallyd: AsyncParsableCommand {
             print("kilntallyd: configuration has \(error.diagnostics.count) error(s); not starting", to: &stderr)
             throw ExitCode(KilnTallyExit.configError.rawValue)
         }
-        let level = logLevel.flatMap(Logger.Level.init(rawValue:)) ?? configuration.logLevel
+        let level = logLevel?.level ?? configuration.logLevel
         LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: level) }
         let logger = Logger(label: "kilntallyd")
         do {
@@ -47,6 +47,20 @@ struct KilnTallyd: AsyncParsableCommand {
             throw ExitCode.failure
         }
     }
+}
+
+/// `--log-level`: one of swift-log's levels, checked by the argument parser, so a misspelt level is a usage error
+/// (exit 64) that lists the valid ones instead of being ignored.
+struct LogLevelArgument: ExpressibleByArgument {
+    let level: Logger.Level
+
+    init?(argument: String) {
+        guard let level = Logger.Level(rawValue: argument) else { return nil }
+        self.level = level
+    }
+
+    static var allValueStrings: [String] { Logger.Level.allCases.map(\.rawValue) }
+    static var defaultCompletionKind: CompletionKind { .list(allValueStrings) }
 }
 
 struct StandardError: TextOutputStream {

@@ -150,7 +150,7 @@ struct EndToEndTests {
         }
         #expect(daemon.isRunning)
         try await daemon.waitUntil("a log line naming device, bus and call") {
-            daemon.log().contains("device belt1 on bus sim is not answering") && daemon.log().contains("modbus_")
+            daemon.log().contains("device belt1 on bus sim (127.0.0.1:\(rig.simulatorPort)) is not answering") && daemon.log().contains("modbus_")
         }
 
         // The device comes back on the same port: good readings again.
