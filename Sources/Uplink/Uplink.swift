@@ -145,7 +145,7 @@ public final class Uplink: Sendable {
                 return
             }
             let down = Double(now.nanosecondsSinceEpoch - since.nanosecondsSinceEpoch) / 1e9
-            let text = "MQTT connection up again after \(Self.roundedSeconds(down)) s down (since \(since.rfc3339), "
+            let text = "connected to MQTT broker again after \(Self.roundedSeconds(down)) s down (since \(since.rfc3339), "
                 + "\(ended.failedAttempts) failed attempt(s)\(ended.lastError.map { ", last: \($0)" } ?? ""))"
             logger.notice("\(text)")
             recordEvent?(Event(kind: .uplinkUp, severity: .info, time: now, message: text,
