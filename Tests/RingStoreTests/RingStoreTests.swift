@@ -17,6 +17,15 @@ func openRing(_ fs: SimulatedFileSystem, _ options: RingStore.Options = .init())
                         bootID: Array(repeating: 7, count: 16), logger: quietLogger)
 }
 
+/// Flips a bit in the first frame of the segment at `path` and removes its index (as after a crash before the index
+/// was written), so the next open scans the segment and finds the damage.
+func damageFirstFrame(_ fs: SimulatedFileSystem, path: String) throws {
+    try fs.remove(path + ".idx")
+    var bytes = fs.contents(of: path)!
+    bytes[SegmentHeader.size + 20] ^= 0x40
+    fs.overwrite(path, with: bytes)
+}
+
 /// Everything the store holds, in order.
 func everything(_ store: RingStore) async throws -> [(seq: UInt64, reading: Reading)] {
     var out: [(seq: UInt64, reading: Reading)] = []
@@ -226,11 +235,7 @@ struct RingStoreTests {
         let dir = "/state/readings/segments"
         let names = try fs.list(dir).filter { $0.hasSuffix(".krs") }.sorted()
         #expect(names.count >= 3)
-        // Without its index (as after a crash before the index was written) the segment is scanned at open.
-        try fs.remove(dir + "/" + names[1] + ".idx")
-        var bytes = fs.contents(of: dir + "/" + names[1])!
-        bytes[SegmentHeader.size + 20] ^= 0x40
-        fs.overwrite(dir + "/" + names[1], with: bytes)
+        try damageFirstFrame(fs, path: dir + "/" + names[1])
 
         store = try await openRing(fs, options)
         let report = store.recoveryReport
@@ -241,6 +246,54 @@ struct RingStoreTests {
         #expect(seqs.count < 1000)
         let next = try await store.append([sampleReading(5000)])!
         #expect(next.lowerBound > 1000)
+        await store.close()
+    }
+
+    @Test("damage found at two opens in a row: the second reservation does not restart the first, dropping loses only what it reports")
+    func reservationAtTwoOpens() async throws {
+        let fs = SimulatedFileSystem()
+        var options = RingStore.Options(maxBytes: 1 << 30)
+        options.segmentBytes = 2048
+        var store = try await openRing(fs, options)
+        for i in 0..<10 { try await store.append((UInt64(i * 50 + 1)...UInt64(i * 50 + 50)).map(sampleReading)) }
+        await store.close()
+        let dir = "/state/readings/segments"
+        func flipFirstFrame(ofSegment k: Int) throws {
+            try damageFirstFrame(fs, path: dir + "/" + (try fs.list(dir).filter { $0.hasSuffix(".krs") }.sorted()[k]))
+        }
+        // The first open salvages a damaged segment and reserves the numbers it could have held: an empty segment
+        // named after the next number makes the reservation durable.
+        try flipFirstFrame(ofSegment: 1)
+        store = try await openRing(fs, options)
+        #expect(store.recoveryReport.skippedSequences > 0)
+        let reservation = try fs.list(dir).filter { $0.hasSuffix(".krs") }.sorted().last!
+        await store.close()
+        // The next open finds other damage, reserving numbers again, below the first reservation: the empty segment
+        // already floors numbering there. Starting it again would truncate it and list it twice in the log.
+        try flipFirstFrame(ofSegment: 2)
+        // A byte bound below any segment: each commit drops every segment but the one being written.
+        options.maxBytes = 100
+        store = try await openRing(fs, options)
+        #expect(store.recoveryReport.skippedSequences > 0)
+        let files = try fs.list(dir).filter { $0.hasSuffix(".krs") }
+        #expect(await store.statistics().segments == files.count, "each segment file is in the log once: \(files.sorted())")
+        let first = try #require(try await store.append([sampleReading(1)])).lowerBound
+        #expect(first == UInt64(reservation.dropFirst(4).prefix(20))!, "numbering goes on at the reservation")
+        // Less than a segment more: the first commit dropped every older segment, the reservation's among them. That
+        // must not take the file these readings go to: they were reported durable, and never reported dropped.
+        let events = store.events
+        var next = first + 1
+        for _ in 0..<3 {
+            try await store.append((next..<next + 50).map(sampleReading))
+            next += 50
+        }
+        await store.close()
+        var dropped: [ClosedRange<UInt64>] = []
+        for await event in events { if case .dropped(_, let a, let b) = event { dropped.append(a...b) } }
+        store = try await openRing(fs, options)
+        let present = Set(try await everything(store).map(\.seq))
+        let lost = (first..<next).filter { n in !present.contains(n) && !dropped.contains { $0.contains(n) } }
+        #expect(lost.isEmpty, "\(lost.count) readings gone without a drop being reported, from \(lost.first ?? 0) (dropped: \(dropped))")
         await store.close()
     }
 
