@@ -311,6 +311,10 @@ final class SegmentedLog<F: FrameFormat> {
     func persistReservation(clockSynchronized: Bool, now: UTCInstant) throws(StoreError) {
         guard !readOnly, report.skippedSequences > 0 else { return }
         if let last = segments.last, let lastSeq = last.lastSequence, lastSeq + 1 >= nextSequence { return }
+        // An empty last segment already floors numbering at its first sequence: when that is the next number (the
+        // reservation an earlier open made, found again with new damage below it), it is the reservation. Starting
+        // it again would truncate it and list its file twice.
+        if let last = segments.last, last.lastSequence == nil, last.header.firstSequence >= nextSequence { return }
         try startSegment(first: nextSequence, clockSynchronized: clockSynchronized, now: now)
         nextSequence = max(nextSequence, segments.last!.header.firstSequence)
     }
@@ -576,6 +580,13 @@ final class SegmentedLog<F: FrameFormat> {
     /// all before anything is appended to it.
     func startSegment(first: UInt64, clockSynchronized: Bool, now: UTCInstant) throws(StoreError) {
         if let poisoned { throw poisoned }
+        let name = Self.segmentName(first: first)
+        let path = directory + "/" + name
+        // A segment of the log is never started again: that truncates it, and with its file listed twice, dropping
+        // the older entry would delete the file the newer one is written to.
+        guard !segments.contains(where: { $0.path == path }) else {
+            throw StoreError(call: "open", path: path, errno: EEXIST, detail: "a segment of this name is already in the log")
+        }
         if let active {
             // The segment being sealed gets its index, so the next open need not read it (the directory sync
             // below makes the index's name durable too).
@@ -583,8 +594,6 @@ final class SegmentedLog<F: FrameFormat> {
             fs.close(active)
         }
         active = nil
-        let name = Self.segmentName(first: first)
-        let path = directory + "/" + name
         let header = SegmentHeader(kind: F.segmentKind, clockSynchronized: clockSynchronized, firstSequence: first,
                                    createdAt: now, bootID: bootID)
         let file = try fs.open(path, create: true)
