@@ -583,9 +583,16 @@ final class SegmentedLog<F: FrameFormat> {
         let name = Self.segmentName(first: first)
         let path = directory + "/" + name
         // A segment of the log is never started again: that truncates it, and with its file listed twice, dropping
-        // the older entry would delete the file the newer one is written to.
-        guard !segments.contains(where: { $0.path == path }) else {
-            throw StoreError(call: "open", path: path, errno: EEXIST, detail: "a segment of this name is already in the log")
+        // the older entry would delete the file the newer one is written to. The one exception is the last segment
+        // while it holds nothing (the ledger's segment of a month whose first record failed to write, reached again
+        // in the next month): it is replaced, header and all, and listed once.
+        if let i = segments.firstIndex(where: { $0.path == path }) {
+            guard i == segments.count - 1, segments[i].frames.isEmpty else {
+                throw StoreError(call: "open", path: path, errno: EEXIST, detail: "a segment of this name is already in the log")
+            }
+            if let active { fs.close(active) }
+            active = nil
+            segments.removeLast()
         }
         if let active {
             // The segment being sealed gets its index, so the next open need not read it (the directory sync

@@ -77,4 +77,25 @@ struct LedgerTests {
         #expect(try await reopened.read(after: 0, limit: 10).map(\.body) == [[1], [3]])
         await reopened.close()
     }
+
+    @Test("a month's segment left empty by a failed write is replaced at the next month, not refused for ever")
+    func emptySegmentAcrossMonths() async throws {
+        let fs = SimulatedFileSystem()
+        let ledger = try await open(fs)
+        try await ledger.append(type: "ticket", body: [1], time: UTCInstant(secondsSinceEpoch: 1_790_000_000))  // September
+        // October's first record: its segment is created (header written), then the record's write fails (disk full).
+        fs.failNext("pwrite", errno: 28 /* ENOSPC */, skipping: 2)  // the sealed index, the new header; then the record
+        let october = UTCInstant(secondsSinceEpoch: 1_793_000_000)
+        await #expect(throws: StoreError.self) { try await ledger.append(type: "ticket", body: [2], time: october) }
+        // November: the empty October segment has the next record's number in its name.
+        let november = UTCInstant(secondsSinceEpoch: 1_794_000_000)
+        #expect(try await ledger.append(type: "ticket", body: [3], time: november) == 2)
+        #expect(try await ledger.append(type: "ticket", body: [4], time: november) == 3)
+        await ledger.close()
+        fs.powerCut(seed: 3)
+        let reopened = try await open(fs)
+        #expect(try await reopened.read(after: 0, limit: 10).map(\.body) == [[1], [3], [4]])
+        #expect(try await reopened.append(type: "ticket", body: [5]) == 4)
+        await reopened.close()
+    }
 }
