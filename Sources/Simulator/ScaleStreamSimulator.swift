@@ -281,11 +281,15 @@ public final class ScaleStreamSimulator: Sendable {
     /// Streams until the task is cancelled.
     public func run() async {
         let period = Duration.seconds(1 / max(0.01, parameters.framesPerSecond))
-        let start = ContinuousClock.now
-        var next = start
+        var next = ContinuousClock.now
+        // The script's time starts at the first frame, not at the call: a task scheduled late on a loaded machine
+        // must not begin its stream in the middle of the first truck.
+        var start: ContinuousClock.Instant?
         while !Task.isCancelled {
             do { try await Task.sleep(until: next, clock: .continuous) } catch { break }
-            let elapsed = ContinuousClock.now - start
+            let now = ContinuousClock.now
+            if start == nil { start = now }
+            let elapsed = now - start!
             let pieces = state.withLock { s in
                 let r = s.script.next(at: elapsed)
                 if r.intact && s.keepSent { s.sent.append((elapsed, r.frame)) }
@@ -305,8 +309,8 @@ public final class ScaleStreamSimulator: Sendable {
             }
             next += period
             // Late (a long pause, a slow machine): skip the slots already gone rather than burst.
-            let now = ContinuousClock.now
-            while next < now { next += period }
+            let after = ContinuousClock.now
+            while next < after { next += period }
         }
     }
 
