@@ -43,29 +43,13 @@ public struct JSONWriter: Sendable {
     }
 
     public mutating func value(_ s: String) { separator(); appendQuoted(s) }
-    public mutating func value(_ i: Int64) {
-        separator()
-        if i < 0 {
-            bytes.append(UInt8(ascii: "-"))
-            appendDecimal(UInt64(0) &- UInt64(bitPattern: i))
-        } else {
-            appendDecimal(UInt64(i))
-        }
-    }
-    public mutating func value(_ u: UInt64) { separator(); appendDecimal(u) }
+    public mutating func value(_ i: Int64) { separator(); appendFixed(20) { $0.int(i) } }
+    public mutating func value(_ u: UInt64) { separator(); appendFixed(20) { $0.decimal(u) } }
     public mutating func value(_ i: Int) { value(Int64(i)) }
     public mutating func value(_ b: Bool) { separator(); appendASCII(b ? "true" : "false") }
     public mutating func null() { separator(); appendASCII("null") }
-    /// Finite doubles in their shortest round-trip form; NaN and infinities (not JSON) as null.
-    public mutating func value(_ d: Double) {
-        guard d.isFinite else { null(); return }
-        if d == d.rounded(), abs(d) < 1e15 {
-            value(Int64(d))
-        } else {
-            separator()
-            bytes.append(contentsOf: d.description.utf8)
-        }
-    }
+    /// Finite doubles in their shortest round-trip form (at most 24 characters); NaN and infinities (not JSON) as null.
+    public mutating func value(_ d: Double) { separator(); appendFixed(32) { $0.double(d) } }
     /// An instant as `UTCInstant.rfc3339` writes it (`2026-11-23T08:00:00.250Z`), without building a String.
     public mutating func value(_ t: UTCInstant) {
         separator()
@@ -84,15 +68,6 @@ public struct JSONWriter: Sendable {
 
     private mutating func appendASCII(_ s: StaticString) {
         bytes.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
-    }
-
-    /// Decimal digits of `v`, written straight into the buffer.
-    private mutating func appendDecimal(_ v: UInt64) {
-        if v < 10 {
-            bytes.append(UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: v))
-            return
-        }
-        appendFixed(20) { $0.decimal(v) }
     }
 
     /// What `write` puts into a stack buffer of `capacity` bytes (enough for it), appended in one piece.
@@ -299,7 +274,8 @@ private struct FixedBuffer {
         }
     }
 
-    /// As `JSONWriter.value(_: Double)`.
+    /// Finite doubles in their shortest round-trip form (integral ones below 1e15 without a fraction); NaN and
+    /// infinities, which JSON lacks, as null.
     mutating func double(_ d: Double) {
         guard d.isFinite else { ascii("null"); return }
         if d == d.rounded(), abs(d) < 1e15 {

@@ -311,10 +311,6 @@ final class SegmentedLog<F: FrameFormat> {
     func persistReservation(clockSynchronized: Bool, now: UTCInstant) throws(StoreError) {
         guard !readOnly, report.skippedSequences > 0 else { return }
         if let last = segments.last, let lastSeq = last.lastSequence, lastSeq + 1 >= nextSequence { return }
-        // An empty last segment already floors numbering at its first sequence: when that is the next number (the
-        // reservation an earlier open made, found again with new damage below it), it is the reservation. Starting
-        // it again would truncate it and list its file twice.
-        if let last = segments.last, last.lastSequence == nil, last.header.firstSequence >= nextSequence { return }
         try startSegment(first: nextSequence, clockSynchronized: clockSynchronized, now: now)
         nextSequence = max(nextSequence, segments.last!.header.firstSequence)
     }
@@ -584,8 +580,9 @@ final class SegmentedLog<F: FrameFormat> {
         let path = directory + "/" + name
         // A segment of the log is never started again: that truncates it, and with its file listed twice, dropping
         // the older entry would delete the file the newer one is written to. The one exception is the last segment
-        // while it holds nothing (the ledger's segment of a month whose first record failed to write, reached again
-        // in the next month): it is replaced, header and all, and listed once.
+        // while it holds nothing — a reservation an earlier open made, found again with new damage below it, or the
+        // ledger's segment of a month whose first record failed to write, reached again the next month: it is
+        // replaced, header and all, and listed once.
         if let i = segments.firstIndex(where: { $0.path == path }) {
             guard i == segments.count - 1, segments[i].frames.isEmpty else {
                 throw StoreError(call: "open", path: path, errno: EEXIST, detail: "a segment of this name is already in the log")

@@ -192,17 +192,28 @@ struct ConnectionOptionsDaemonTests {
         #expect(d.isRunning)
     }
 
+    /// The simulator, a TLS broker whose certificate the hub's CA signed, and another CA's file: what a plant has
+    /// when its `ca_file` is the wrong one.
+    func brokerWithAStrangersCA(in dir: TemporaryDirectory) async throws -> (PeerProcess, Int, MosquittoBroker, String) {
+        let (sim, simPort) = try await startSimulator(in: dir)
+        do {
+            let hubCA = try await TestCertificateAuthority.make(in: dir, name: "hub")
+            let stranger = try await TestCertificateAuthority.make(in: dir, name: "stranger")
+            let broker = try await MosquittoBroker.start(in: dir, extraConfig: hubCA.listenerConfig)
+            return (sim, simPort, broker, stranger.caFile)
+        } catch {
+            sim.stop()
+            throw error
+        }
+    }
+
     @Test("insecure_skip_verify: connects to a broker whose CA it does not have, with a warning at every start")
     func insecureWarnsAtEveryStart() async throws {
         let dir = try TemporaryDirectory()
-        let (sim, simPort) = try await startSimulator(in: dir)
-        defer { sim.stop() }
-        let hubCA = try await TestCertificateAuthority.make(in: dir, name: "hub")
-        let stranger = try await TestCertificateAuthority.make(in: dir, name: "stranger")
-        let broker = try await MosquittoBroker.start(in: dir, extraConfig: hubCA.listenerConfig)
-        defer { broker.stop() }
+        let (sim, simPort, broker, strangerCA) = try await brokerWithAStrangersCA(in: dir)
+        defer { sim.stop(); broker.stop() }
         let text = config(brokerPort: broker.port, simulatorPort: simPort, mqtt: "",
-                          tls: "ca_file = \"\(stranger.caFile)\"\ninsecure_skip_verify = true")
+                          tls: "ca_file = \"\(strangerCA)\"\ninsecure_skip_verify = true")
         for run in 1...2 {
             let d = try daemon("kilntallyd-\(run)", in: dir, config: text, logLevel: "info")
             defer { d.stop() }
@@ -217,14 +228,10 @@ struct ConnectionOptionsDaemonTests {
     @Test("a broker certificate the plant's CA did not sign: the log says the TLS handshake failed (not that the broker refused) and why, and keeps retrying")
     func wrongCAIsATLSFailure() async throws {
         let dir = try TemporaryDirectory()
-        let (sim, simPort) = try await startSimulator(in: dir)
-        defer { sim.stop() }
-        let hubCA = try await TestCertificateAuthority.make(in: dir, name: "hub")
-        let stranger = try await TestCertificateAuthority.make(in: dir, name: "stranger")
-        let broker = try await MosquittoBroker.start(in: dir, extraConfig: hubCA.listenerConfig)
-        defer { broker.stop() }
+        let (sim, simPort, broker, strangerCA) = try await brokerWithAStrangersCA(in: dir)
+        defer { sim.stop(); broker.stop() }
         let d = try daemon("kilntallyd", in: dir, config: config(brokerPort: broker.port, simulatorPort: simPort, mqtt: "",
-                                                                   tls: "ca_file = \"\(stranger.caFile)\""), logLevel: "info")
+                                                                   tls: "ca_file = \"\(strangerCA)\""), logLevel: "info")
         defer { d.stop() }
         try await d.waitUntil("two handshakes failed", timeout: .seconds(15)) {
             d.log().components(separatedBy: "TLS handshake with the MQTT broker failed").count - 1 >= 2
